@@ -1,0 +1,1 @@
+"""The HTTP front: OpenAI routes, auth, validation, SSE, publishing jobs and awaiting replies."""

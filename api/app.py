@@ -1,0 +1,49 @@
+"""``create_app(settings)``: the FastAPI application and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from api.auth import ApiKeyMiddleware, BodyLimitMiddleware
+from api.errors import install_error_handlers
+from api.gateway import Gateway
+from api.routes import chat, completions, embeddings, health, models
+from consumers.rabbitmq import RabbitJobQueue
+from consumers.reply_router import ReplyRouter
+from contracts.settings import Settings
+from dispatcher.cache import RedisCache
+from dispatcher.resolver import ControllerClient, ModelCatalog
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+            stack.push_async_callback(cache.aclose)
+            controller = ControllerClient(settings.controller_url,
+                                          timeout=settings.controller_timeout)
+            stack.push_async_callback(controller.aclose)
+            router = ReplyRouter(settings.reply_buffer)
+            queue = await stack.enter_async_context(RabbitJobQueue(settings, router))
+            app.state.cache = cache
+            app.state.controller = controller
+            app.state.gateway = Gateway(settings, queue, ModelCatalog(controller, cache,
+                                                                      settings))
+            yield
+
+    app = FastAPI(title="mqgate", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    for module in (chat, completions, embeddings, models, health):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["*"], allow_headers=["*"])
+    return app

@@ -1,0 +1,141 @@
+"""Submitting jobs and reading their replies, with the guarantees a client relies on.
+
+Replies are taken from one attempt only: the first attempt that answers. A later attempt (a
+redelivery after a dispatcher died) is followed only if the first sent no output; otherwise
+the stream ends with an error, so a client never sees two generations mixed. Sequence numbers
+must be contiguous. Every wait is bounded by the job's deadline, and streams by an idle limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from consumers.reply_router import ReplyOverflowError, Subscription
+from consumers.transport import JobQueue
+from contracts.errors import (
+    DeadlineExceededError,
+    ModelNotFoundError,
+    MqgateError,
+    WorkerStreamError,
+    error_from_detail,
+)
+from contracts.jobs import Job, Reply, ReplyKind
+from contracts.settings import Settings
+from dispatcher.resolver import ModelCatalog
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = None  # yielded by ``replies`` when a keepalive interval passes without a reply
+
+
+@dataclass
+class ReplyReader:
+    """Reads one job's replies off its subscription, enforcing attempt lock and ordering."""
+
+    job: Job
+    subscription: Subscription
+    settings: Settings
+    _attempt: str | None = None
+    _abandoned: set[str] = field(default_factory=set)
+    _seq: int = 0
+    _output_seen: bool = False
+
+    def _accept(self, reply: Reply) -> bool:
+        if reply.attempt in self._abandoned:
+            return False
+        if self._attempt is None:
+            self._attempt = reply.attempt
+        elif reply.attempt != self._attempt:
+            if self._output_seen:
+                raise WorkerStreamError("the dispatcher serving this stream failed; the output "
+                                        "was interrupted")
+            self._abandoned.add(self._attempt)
+            self._attempt, self._seq = reply.attempt, 0
+        if reply.seq != self._seq:
+            raise WorkerStreamError("replies for this request were lost in transit")
+        self._seq += 1
+        return reply.kind is not ReplyKind.STARTED
+
+    async def next(self, *, keepalive: float | None = None) -> Reply | None:
+        """The next reply, or None when ``keepalive`` seconds pass without one."""
+        while True:
+            remaining = self.job.remaining()
+            if remaining <= 0:
+                raise DeadlineExceededError("the request's deadline passed")
+            limit = remaining
+            if self._output_seen:
+                limit = min(limit, self.settings.stream_idle_timeout)
+            wait = limit if keepalive is None else min(limit, keepalive)
+            try:
+                reply = await self.subscription.get(wait)
+            except TimeoutError:
+                if keepalive is not None and wait < limit:
+                    return KEEPALIVE
+                if self.job.remaining() <= 0:
+                    raise DeadlineExceededError("the request's deadline passed") from None
+                raise WorkerStreamError("the worker sent nothing for "
+                                        f"{self.settings.stream_idle_timeout:.0f}s") from None
+            except ReplyOverflowError:
+                raise WorkerStreamError("the client read too slowly; the request was "
+                                        "cancelled") from None
+            if not self._accept(reply):
+                continue
+            if reply.kind is ReplyKind.ERROR and reply.error is not None:
+                raise error_from_detail(reply.error)
+            if reply.choices:
+                self._output_seen = True
+            return reply
+
+    async def final(self) -> list[Reply]:
+        """Every reply up to the final one (non-stream requests)."""
+        replies: list[Reply] = []
+        while True:
+            reply = await self.next()
+            assert reply is not None
+            replies.append(reply)
+            if reply.kind is ReplyKind.FINAL:
+                return replies
+
+
+class Gateway:
+    def __init__(self, settings: Settings, queue: JobQueue, catalog: ModelCatalog) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.catalog = catalog
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def check_model(self, model: str) -> None:
+        if model not in await self.catalog.models():
+            raise ModelNotFoundError(
+                f"The model '{model}' does not exist or is not served by any worker.",
+                param="model")
+
+    async def submit(self, job: Job) -> ReplyReader:
+        """Subscribe, then publish: no reply can arrive before its reader exists."""
+        subscription = self.queue.router.subscribe(job.id)
+        try:
+            await self.queue.publish_job(job)
+        except BaseException:
+            subscription.close()
+            raise
+        return ReplyReader(job, subscription, self.settings)
+
+    def cancel(self, job: Job) -> None:
+        """Tell dispatchers to stop ``job``; runs in the background so it survives teardown."""
+        task = asyncio.create_task(self.queue.publish_cancel(job.id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def replies(self, reader: ReplyReader) -> AsyncIterator[Reply | None]:
+        """Replies until the final one, with KEEPALIVE ticks between them."""
+        while True:
+            reply = await reader.next(keepalive=self.settings.keepalive_interval)
+            yield reply
+            if reply is not None and reply.kind is ReplyKind.FINAL:
+                return
+
+
+__all__ = ["KEEPALIVE", "Gateway", "MqgateError", "ReplyReader"]

@@ -1,0 +1,101 @@
+"""From an HTTP body to a validated request, and from a request to a Job."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from api.errors import validation_message
+from contracts.errors import RequestError
+from contracts.jobs import Job, JobKind, JobMessage, SamplingParams
+from contracts.openai.chat import ChatCompletionRequest
+from contracts.openai.completions import CompletionRequest
+from contracts.openai.embeddings import EmbeddingRequest
+
+R = TypeVar("R", bound=BaseModel)
+
+DEFAULT_TEMPERATURE = 0.7  # FastChat's default, kept for its users
+_JSON_TYPES = ("application/json", "text/json")
+
+
+def _check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media and media not in _JSON_TYPES and not media.endswith("+json"):
+        raise RequestError(f"unsupported content type {media!r}; send application/json")
+
+
+async def parse_body(request: Request, model: type[R]) -> R:
+    """Strict JSON (no NaN or Infinity, no coercion of types), or a 400 that says why."""
+    _check_content_type(request)
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"the body is not valid JSON: {exc.args[0] if exc.args else exc}",
+                           ) from None
+    if not isinstance(data, dict):
+        raise RequestError("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, param = validation_message(list(exc.errors(include_url=False)))  # type: ignore[arg-type]
+        raise RequestError(message, param=param) from None
+    except (RecursionError, ValueError) as exc:
+        raise RequestError("the body could not be validated") from exc
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _stops(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def chat_job(body: ChatCompletionRequest, *, timeout: float) -> Job:
+    if isinstance(body.messages, str):
+        messages, prompts = None, [body.messages]
+    else:
+        messages = [JobMessage(role=m.role, content=m.text()) for m in body.messages]
+        prompts = []
+    params = SamplingParams(
+        temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        top_k=-1 if body.top_k is None else body.top_k,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        repetition_penalty=body.repetition_penalty,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        stop=_stops(body.stop), seed=body.seed, echo=False)
+    return Job(id=new_id(), kind=JobKind.CHAT, model=body.model, messages=messages,
+               prompts=prompts, params=params, n=body.n or 1, stream=bool(body.stream),
+               deadline=time.time() + timeout)
+
+
+def completion_job(body: CompletionRequest, *, timeout: float) -> Job:
+    params = SamplingParams(
+        temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        top_k=-1 if body.top_k is None else body.top_k,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        repetition_penalty=body.repetition_penalty,
+        max_tokens=16 if body.max_tokens is None else body.max_tokens,
+        stop=_stops(body.stop), seed=body.seed, logprobs=body.logprobs, echo=bool(body.echo),
+        best_of=body.best_of, use_beam_search=body.use_beam_search)
+    return Job(id=new_id(), kind=JobKind.COMPLETION, model=body.model, prompts=body.prompts(),
+               params=params, n=body.n or 1, stream=bool(body.stream),
+               deadline=time.time() + timeout)
+
+
+def embedding_job(body: EmbeddingRequest, model: str, *, timeout: float) -> Job:
+    return Job(id=new_id(), kind=JobKind.EMBEDDING, model=model, prompts=body.inputs(),
+               deadline=time.time() + timeout)

@@ -1,0 +1,134 @@
+"""Turning a job's replies into OpenAI responses and stream chunks."""
+
+from __future__ import annotations
+
+import base64
+import time
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from api.sse import event
+from contracts.errors import WorkerError
+from contracts.jobs import Job, Reply
+from contracts.openai.chat import (
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChoiceDelta,
+    ChunkChoice,
+)
+from contracts.openai.common import EmbeddingUsage, LogProbs, Usage
+from contracts.openai.completions import Completion, CompletionChoice
+from contracts.openai.embeddings import Embedding, EmbeddingList
+
+
+def _collect(job: Job, replies: Iterable[Reply], count: int) -> tuple[list[str], list[
+        str | None], list[LogProbs | None], Usage]:
+    texts = [""] * count
+    finishes: list[str | None] = [None] * count
+    logprobs: list[LogProbs | None] = [None] * count
+    usage = Usage()
+    for reply in replies:
+        for update in reply.choices:
+            if not 0 <= update.index < count:
+                raise WorkerError(f"a reply named choice {update.index} of {count}")
+            texts[update.index] += update.text
+            finishes[update.index] = update.finish_reason or finishes[update.index]
+            if update.logprobs is not None:
+                old = logprobs[update.index]
+                logprobs[update.index] = (update.logprobs if old is None
+                                          else old.joined(update.logprobs))
+        if reply.usage is not None:
+            usage = reply.usage
+    return texts, finishes, logprobs, usage
+
+
+@dataclass
+class ChatRenderer:
+    job: Job
+    include_usage: bool = False
+    id: str = field(default_factory=lambda: "")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        self.id = f"chatcmpl-{self.job.id}"
+
+    def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> bytes:
+        return event(ChatCompletionChunk(id=self.id, created=self.created, model=self.job.model,
+                                         choices=choices, usage=usage).model_dump_json().encode())
+
+    def opening(self) -> list[bytes]:
+        return [self._chunk([ChunkChoice(index=i, delta=ChoiceDelta(role="assistant",
+                                                                    content=""))])
+                for i in range(self.job.n)]
+
+    def chunks(self, reply: Reply) -> list[bytes]:
+        out = [self._chunk([ChunkChoice(index=u.index,
+                                        delta=ChoiceDelta(content=u.text) if u.text else
+                                        ChoiceDelta(), finish_reason=u.finish_reason)])
+               for u in reply.choices]
+        if self.include_usage and reply.usage is not None and reply.kind == "final":
+            out.append(self._chunk([], usage=reply.usage))
+        return out
+
+    def complete(self, replies: list[Reply]) -> bytes:
+        texts, finishes, _logprobs, usage = _collect(self.job, replies, self.job.n)
+        return ChatCompletion(
+            id=self.id, created=self.created, model=self.job.model, usage=usage,
+            choices=[ChatCompletionChoice(index=i, message=ChatCompletionMessage(content=text),
+                                          finish_reason=finishes[i] or "stop")
+                     for i, text in enumerate(texts)]).model_dump_json().encode()
+
+
+@dataclass
+class CompletionRenderer:
+    job: Job
+    include_usage: bool = False
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        self.id = f"cmpl-{self.job.id}"
+
+    @property
+    def count(self) -> int:
+        return len(self.job.prompts) * self.job.n
+
+    def _chunk(self, choices: list[CompletionChoice], usage: Usage | None = None) -> bytes:
+        return event(Completion(id=self.id, created=self.created, model=self.job.model,
+                                choices=choices, usage=usage).model_dump_json().encode())
+
+    def opening(self) -> list[bytes]:
+        return []
+
+    def chunks(self, reply: Reply) -> list[bytes]:
+        out = [self._chunk([CompletionChoice(index=u.index, text=u.text, logprobs=u.logprobs,
+                                             finish_reason=u.finish_reason)])
+               for u in reply.choices]
+        if self.include_usage and reply.usage is not None and reply.kind == "final":
+            out.append(self._chunk([], usage=reply.usage))
+        return out
+
+    def complete(self, replies: list[Reply]) -> bytes:
+        texts, finishes, logprobs, usage = _collect(self.job, replies, self.count)
+        return Completion(
+            id=self.id, created=self.created, model=self.job.model, usage=usage,
+            choices=[CompletionChoice(index=i, text=text, logprobs=logprobs[i],
+                                      finish_reason=finishes[i] or "stop")
+                     for i, text in enumerate(texts)]).model_dump_json().encode()
+
+
+def embedding_body(job: Job, replies: list[Reply], encoding: str | None) -> bytes:
+    final = replies[-1]
+    vectors = final.embeddings or []
+    if len(vectors) != len(job.prompts):
+        raise WorkerError("the worker returned the wrong number of embeddings")
+    tokens = final.usage.prompt_tokens if final.usage else 0
+    data = [Embedding(index=i, embedding=base64.b64encode(array("f", v).tobytes()).decode()
+                      if encoding == "base64" else v)
+            for i, v in enumerate(vectors)]
+    return EmbeddingList(data=data, model=job.model,
+                         usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+                         ).model_dump_json().encode()

@@ -1,0 +1,62 @@
+"""The shared tail of every generation route: submit, wait, answer (JSON or SSE)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.disconnect import ClientDisconnectedError, unless_disconnected
+from api.gateway import Gateway
+from api.sse import reply_events, sse_response
+from contracts.jobs import Job, Reply
+
+CLIENT_CLOSED = 499
+
+
+class Renderer(Protocol):
+    def opening(self) -> list[bytes]: ...
+
+    def chunks(self, reply: Reply) -> list[bytes]: ...
+
+    def complete(self, replies: list[Reply]) -> bytes: ...
+
+
+def json_response(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+async def respond(request: Request, gateway: Gateway, job: Job, renderer: Renderer) -> Response:
+    reader = await gateway.submit(job)
+    streaming = False
+    try:
+        if job.stream:
+            first = await unless_disconnected(request, reader.next())
+            if first is None:  # pragma: no cover - no keepalive was asked for
+                raise RuntimeError("unexpected keepalive")
+            streaming = True
+            return sse_response(reply_events(gateway, reader, first, renderer.opening(),
+                                             renderer.chunks))
+        replies = await unless_disconnected(request, reader.final())
+        return json_response(renderer.complete(replies))
+    except ClientDisconnectedError:
+        gateway.cancel(job)
+        return Response(status_code=CLIENT_CLOSED)
+    except BaseException:
+        gateway.cancel(job)
+        raise
+    finally:
+        if not streaming:
+            reader.subscription.close()
+
+
+def request_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` describing a body that the route parses itself."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": model.model_json_schema(ref_template=
+                                                               "#/components/schemas/{model}")}}}}
+
+

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from api.deps import GatewayDep
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+@router.get("/readyz")
+async def readyz(request: Request, gateway: GatewayDep) -> Response:
+    checks = {
+        "broker": await gateway.queue.ping(),
+        "redis": await request.app.state.cache.ping(),
+        "controller": await request.app.state.controller.ping(),
+    }
+    ready = all(checks.values())
+    return Response(orjson.dumps({"status": "ready" if ready else "unready", "checks": checks}),
+                    status_code=200 if ready else 503, media_type="application/json")

@@ -1,0 +1,1 @@
+"""Message plumbing: broker topology, job and reply consumers, cancel fan-out, transports."""

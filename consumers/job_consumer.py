@@ -1,0 +1,112 @@
+"""Runs each delivered job through the dispatch service and settles it.
+
+A job is acknowledged only after its last reply is published, so a dispatcher that dies
+mid-job leaves it to be redelivered. A cancel stops the job's task, which closes the worker
+stream; a shutdown requeues what has not finished within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from consumers.transport import Delivery
+from contracts.errors import DeadlineExceededError, MqgateError
+from dispatcher.replies import ReplySink
+from dispatcher.service import DispatchService
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    def __init__(self, service: DispatchService, *, remember_cancels: float = 900.0) -> None:
+        self._service = service
+        self._remember = remember_cancels
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: dict[str, float] = {}
+        self.completed = 0
+        self.cancelled_count = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Start the job and return at once; the consumer's prefetch bounds concurrency."""
+        job_id = delivery.job.id
+        previous = self._running.get(job_id)
+        if previous is not None:  # a redelivery while this process still runs it
+            previous.cancel()
+        task = asyncio.create_task(self._run(delivery), name=f"job-{job_id}")
+        self._running[job_id] = task
+        task.add_done_callback(lambda t: self._forget(job_id, t))
+
+    def _forget(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(job_id) is task:
+            del self._running[job_id]
+
+    def cancel(self, job_id: str) -> None:
+        now = time.monotonic()
+        self._cancelled[job_id] = now + self._remember
+        if len(self._cancelled) > 10_000:
+            self._cancelled = {k: v for k, v in self._cancelled.items() if v > now}
+        task = self._running.get(job_id)
+        if task is not None:
+            self.cancelled_count += 1
+            task.cancel()
+
+    def _is_cancelled(self, job_id: str) -> bool:
+        until = self._cancelled.get(job_id)
+        return until is not None and until > time.monotonic()
+
+    async def _run(self, delivery: Delivery) -> None:
+        job = delivery.job
+        sink = ReplySink(job_id=job.id, attempt=delivery.attempt, stream=job.stream,
+                         send=delivery.reply)
+        if self._is_cancelled(job.id):
+            await delivery.ack()
+            return
+        if job.remaining() <= 0:
+            await self._report(sink, DeadlineExceededError("the request's deadline passed "
+                                                           "while it was queued"))
+            await delivery.ack()
+            return
+        try:
+            if delivery.redelivered and job.stream:
+                await sink.started()
+            await self._service.run(job, sink)
+            self.completed += 1
+        except asyncio.CancelledError:
+            await sink.aclose()
+            if self._is_cancelled(job.id):
+                await delivery.ack()
+                return
+            await delivery.requeue()
+            raise
+        except MqgateError as exc:
+            await self._report(sink, exc)
+        except Exception:
+            log.exception("job %s failed", job.id)
+            await self._report(sink, MqgateError("the dispatcher failed on this request"))
+        await sink.aclose()
+        await delivery.ack()
+
+    @staticmethod
+    async def _report(sink: ReplySink, error: MqgateError) -> None:
+        try:
+            await sink.fail(error)
+        except Exception as exc:  # noqa: BLE001 - the api is gone or the broker is down
+            log.warning("could not report an error reply: %s", type(exc).__name__)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for running jobs, then cancel (requeue) the rest."""
+        tasks = list(self._running.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

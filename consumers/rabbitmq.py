@@ -1,0 +1,236 @@
+"""The RabbitMQ transport (aio-pika): robust connections, confirms, bounded jobs queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    ExchangeType,
+)
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from consumers.reply_router import ReplyRouter
+from consumers.transport import CancelHandler, Delivery, DeliveryHandler
+from contracts.errors import BrokerUnavailableError, CapacityError
+from contracts.jobs import Cancel, Job, Reply
+from contracts.settings import Settings
+from contracts.topology import DEADLINE_HEADER
+
+log = logging.getLogger(__name__)
+
+_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, OSError, TimeoutError,
+                  RuntimeError)
+
+
+def jobs_queue_arguments(settings: Settings) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "x-max-length": settings.queue_max_length,
+        "x-overflow": "reject-publish",
+        "x-dead-letter-exchange": settings.topology.dead_letter_exchange,
+        "x-queue-type": settings.queue_type,
+    }
+    if settings.queue_type == "quorum":
+        args["x-delivery-limit"] = settings.delivery_limit
+    return args
+
+
+class RabbitBroker:
+    """A robust connection and the shared topology; the base of both sides."""
+
+    def __init__(self, settings: Settings, *, connect_timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.topology = settings.topology
+        self._connect_timeout = connect_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channels: list[AbstractRobustChannel] = []  # strong refs: aio-pika holds weak ones
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("the broker connection is not started")
+        return self._connection
+
+    async def __aenter__(self) -> RabbitBroker:
+        retrying = AsyncRetrying(retry=retry_if_exception_type(_BROKER_ERRORS),
+                                 stop=stop_after_delay(self._connect_timeout),
+                                 wait=wait_fixed(1.0), reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                self._connection = await aio_pika.connect_robust(
+                    self.settings.amqp_url, reconnect_interval=self.settings.reconnect_interval,
+                    heartbeat=self.settings.heartbeat, timeout=5,
+                    client_properties={"connection_name": f"mqgate-{type(self).__name__}"})
+        await self._declare()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await self._connection.close()
+            self._connection = None
+
+    async def open_channel(self, *, confirms: bool) -> AbstractRobustChannel:
+        channel = await self.connection.channel(publisher_confirms=confirms,
+                                                on_return_raises=confirms)
+        self._channels.append(channel)
+        return channel
+
+    async def _declare(self) -> None:
+        channel = await self.open_channel(confirms=False)
+        dlx = await channel.declare_exchange(self.topology.dead_letter_exchange,
+                                             ExchangeType.FANOUT, durable=True)
+        dead = await channel.declare_queue(self.topology.dead_letter_queue, durable=True)
+        await dead.bind(dlx)
+        await channel.declare_exchange(self.topology.cancel_exchange, ExchangeType.FANOUT,
+                                       durable=True)
+        self.jobs_queue: AbstractQueue = await channel.declare_queue(
+            self.topology.jobs_queue, durable=True,
+            arguments=jobs_queue_arguments(self.settings))
+
+    async def ping(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+
+class RabbitJobQueue(RabbitBroker):
+    """The api's side: publishes jobs with confirms and consumes its own reply queue."""
+
+    def __init__(self, settings: Settings, router: ReplyRouter, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.router = router
+        self.reply_queue_name = self.topology.reply_queue()
+
+    async def __aenter__(self) -> RabbitJobQueue:
+        await super().__aenter__()
+        self._publish = await self.open_channel(confirms=True)
+        self._cancels = await self._publish.get_exchange(self.topology.cancel_exchange)
+        replies = await self.open_channel(confirms=False)
+        await replies.set_qos(prefetch_count=0)
+        queue = await replies.declare_queue(self.reply_queue_name, exclusive=True,
+                                            auto_delete=True, durable=False)
+        self._reply_queue = queue
+        await queue.consume(self._on_reply, no_ack=True)
+        return self
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        try:
+            reply = Reply.model_validate_json(message.body)
+        except ValidationError:
+            log.warning("dropped a malformed reply")
+            return
+        self.router.deliver(reply)
+
+    async def publish_job(self, job: Job) -> None:
+        remaining = job.remaining()
+        message = aio_pika.Message(
+            job.model_dump_json().encode(), correlation_id=job.id,
+            reply_to=self.reply_queue_name, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            expiration=max(remaining, 0.001), headers={DEADLINE_HEADER: int(job.deadline * 1000)},
+            content_type="application/json")
+        try:
+            await self._publish.default_exchange.publish(
+                message, routing_key=self.topology.jobs_queue, mandatory=True,
+                timeout=self.settings.publish_timeout)
+        except DeliveryError as exc:
+            raise CapacityError("the job queue is full; retry later") from exc
+        except PublishError as exc:
+            raise BrokerUnavailableError("the job queue is missing on the broker") from exc
+        except _BROKER_ERRORS as exc:
+            raise BrokerUnavailableError("the message broker is unavailable") from exc
+
+    async def publish_cancel(self, job_id: str) -> None:
+        message = aio_pika.Message(Cancel(job_id=job_id).model_dump_json().encode())
+        try:
+            await self._cancels.publish(message, routing_key="", mandatory=False,
+                                        timeout=self.settings.publish_timeout)
+        except (*_BROKER_ERRORS, DeliveryError, PublishError):
+            log.warning("could not publish a cancel; the job runs to its end")
+
+
+class RabbitJobSource(RabbitBroker):
+    """A dispatcher's side: consumes jobs with prefetch, listens for cancels, sends replies."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.consumer_id = uuid.uuid4().hex[:12]
+        self._consumer_tag: str | None = None
+
+    async def __aenter__(self) -> RabbitJobSource:
+        await super().__aenter__()
+        self._replies = await self.open_channel(confirms=True)
+        return self
+
+    async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
+                      prefetch: int) -> None:
+        cancels = await self.open_channel(confirms=False)
+        cancel_queue = await cancels.declare_queue(self.topology.cancel_queue(), exclusive=True,
+                                                   auto_delete=True, durable=False)
+        await cancel_queue.bind(self.topology.cancel_exchange)
+
+        async def cancelled(message: AbstractIncomingMessage) -> None:
+            with contextlib.suppress(ValidationError):
+                on_cancel(Cancel.model_validate_json(message.body).job_id)
+
+        await cancel_queue.consume(cancelled, no_ack=True)
+        self._jobs_channel = await self.open_channel(confirms=False)
+        await self._jobs_channel.set_qos(prefetch_count=prefetch)
+        queue = await self._jobs_channel.get_queue(self.topology.jobs_queue, ensure=False)
+        self._jobs = queue
+
+        async def received(message: AbstractIncomingMessage) -> None:
+            delivery = self._delivery(message)
+            if delivery is not None:
+                await on_job(delivery)
+
+        self._consumer_tag = await queue.consume(received, no_ack=False)
+
+    def _delivery(self, message: AbstractIncomingMessage) -> Delivery | None:
+        try:
+            job = Job.model_validate_json(message.body)
+        except ValidationError:
+            log.error("rejected a malformed job to the dead-letter queue")
+            asyncio.ensure_future(message.reject(requeue=False))
+            return None
+        reply_to = message.reply_to or ""
+        count = message.headers.get("x-delivery-count", 0) if message.headers else 0
+
+        async def reply(r: Reply) -> None:
+            await self._send_reply(reply_to, r)
+
+        async def ack() -> None:
+            with contextlib.suppress(*_BROKER_ERRORS):  # after a reconnect: already requeued
+                await message.ack()
+
+        async def requeue() -> None:
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await message.nack(requeue=True)
+
+        return Delivery(job=job, attempt=f"{self.consumer_id}:{message.delivery_tag}:"
+                                          f"{time.monotonic_ns()}",
+                        redelivered=bool(message.redelivered),
+                        delivery_count=int(count) if isinstance(count, int) else 0,
+                        reply=reply, ack=ack, requeue=requeue)
+
+    async def _send_reply(self, reply_to: str, reply: Reply) -> None:
+        message = aio_pika.Message(reply.model_dump_json().encode(), correlation_id=reply.job_id,
+                                   delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+        await self._replies.default_exchange.publish(message, routing_key=reply_to,
+                                                     mandatory=True,
+                                                     timeout=self.settings.publish_timeout)
+
+    async def stop_consuming(self) -> None:
+        if self._consumer_tag is not None:
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await self._jobs.cancel(self._consumer_tag)
+            self._consumer_tag = None

@@ -1,0 +1,46 @@
+"""A dispatcher process: consume jobs until told to stop, then drain and requeue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+
+from consumers.job_consumer import JobRunner
+from consumers.rabbitmq import RabbitJobSource
+from contracts.settings import Settings
+from dispatcher.cache import RedisCache
+from dispatcher.forwarder import WorkerClient
+from dispatcher.resolver import ControllerClient, WorkerResolver
+from dispatcher.service import DispatchService
+
+log = logging.getLogger(__name__)
+
+
+async def run_dispatcher(settings: Settings, stop: asyncio.Event,
+                         ready: asyncio.Event | None = None) -> None:
+    async with AsyncExitStack() as stack:
+        cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+        stack.push_async_callback(cache.aclose)
+        controller = ControllerClient(settings.controller_url,
+                                      timeout=settings.controller_timeout)
+        stack.push_async_callback(controller.aclose)
+        workers = WorkerClient(connect_timeout=settings.worker_connect_timeout,
+                               read_timeout=settings.worker_read_timeout)
+        stack.push_async_callback(workers.aclose)
+        service = DispatchService(
+            resolver=WorkerResolver(controller, workers, cache, settings), workers=workers,
+            attempts=settings.worker_attempts,
+            embedding_batch_size=settings.embedding_batch_size)
+        runner = JobRunner(service)
+        source = await stack.enter_async_context(RabbitJobSource(settings))
+        await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)
+        log.info("dispatcher %s consuming %s with concurrency %d", source.consumer_id,
+                 settings.topology.jobs_queue, settings.concurrency)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping: no new jobs; waiting up to %.0fs for %d in flight",
+                 settings.shutdown_grace, runner.in_flight)
+        await source.stop_consuming()
+        await runner.drain(settings.shutdown_grace)

@@ -1,0 +1,54 @@
+"""The two faces of a transport: what the api needs and what a dispatcher needs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from contracts.jobs import Job, Reply
+from consumers.reply_router import ReplyRouter
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """One delivery of a job to a dispatcher, with the means to answer and settle it."""
+
+    job: Job
+    attempt: str
+    redelivered: bool
+    delivery_count: int
+    reply: Callable[[Reply], Awaitable[None]]
+    ack: Callable[[], Awaitable[None]]
+    requeue: Callable[[], Awaitable[None]]
+
+
+DeliveryHandler = Callable[[Delivery], Awaitable[None]]
+CancelHandler = Callable[[str], None]
+
+
+class JobQueue(Protocol):
+    """The api's side: publish jobs and cancels; replies arrive through ``router``."""
+
+    router: ReplyRouter
+
+    async def publish_job(self, job: Job) -> None:
+        """Raises CapacityError when the queue is full, BrokerUnavailableError when down."""
+        ...
+
+    async def publish_cancel(self, job_id: str) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+
+class JobSource(Protocol):
+    """A dispatcher's side: jobs and cancels in, replies out."""
+
+    async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
+                      prefetch: int) -> None:
+        """Start consuming; returns once consumers are attached."""
+        ...
+
+    async def stop_consuming(self) -> None: ...
+
+    async def ping(self) -> bool: ...

@@ -1,0 +1,178 @@
+"""The error tree of mqgate.
+
+Every failure a client can see is one of these classes. Each class carries the HTTP status, the
+OpenAI error ``type`` and ``code`` it maps to, and whether a dispatcher may retry it on another
+worker::
+
+    MqgateError                          500 server_error (code internal_error)
+    ├── RequestError                     400 invalid_request_error
+    │   ├── ContextLengthError           400 context_length_exceeded
+    │   └── UnsupportedFeatureError      400 unsupported_feature
+    ├── AuthenticationError              401 invalid_api_key
+    ├── ModelNotFoundError               404 model_not_found
+    ├── NotFoundError                    404 not_found
+    ├── MethodNotAllowedError            405 method_not_allowed
+    ├── PayloadTooLargeError             413 payload_too_large
+    ├── CapacityError                    429 queue_full
+    ├── UnavailableError                 503 service_unavailable
+    │   ├── BrokerUnavailableError       503 broker_unavailable
+    │   ├── ControllerUnavailableError   503 controller_unavailable
+    │   └── NoWorkerError                503 no_worker_available
+    ├── DeadlineExceededError            504 deadline_exceeded
+    └── WorkerError                      502 worker_error
+        ├── WorkerConnectError           502 worker_unreachable   (retryable)
+        └── WorkerStreamError            502 worker_stream_failed
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorDetail(BaseModel):
+    """The inner object of OpenAI's error envelope."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    """``{"error": {"message", "type", "param", "code"}}``, OpenAI's error body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+class MqgateError(Exception):
+    """Root of every error mqgate reports to a client."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def detail(self) -> ErrorDetail:
+        return ErrorDetail(message=self.message, type=self.error_type, param=self.param,
+                           code=self.code)
+
+    def envelope(self) -> ErrorEnvelope:
+        return ErrorEnvelope(error=self.detail())
+
+
+class RequestError(MqgateError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request_error"
+
+
+class ContextLengthError(RequestError):
+    code = "context_length_exceeded"
+
+
+class UnsupportedFeatureError(RequestError):
+    code = "unsupported_feature"
+
+
+class AuthenticationError(MqgateError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFoundError(MqgateError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFoundError(MqgateError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowedError(MqgateError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLargeError(MqgateError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class CapacityError(MqgateError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+
+class UnavailableError(MqgateError):
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "service_unavailable"
+
+
+class BrokerUnavailableError(UnavailableError):
+    code = "broker_unavailable"
+
+
+class ControllerUnavailableError(UnavailableError):
+    code = "controller_unavailable"
+
+
+class NoWorkerError(UnavailableError):
+    code = "no_worker_available"
+
+
+class DeadlineExceededError(MqgateError):
+    status_code = 504
+    error_type = "timeout_error"
+    code = "deadline_exceeded"
+
+
+class WorkerError(MqgateError):
+    status_code = 502
+    error_type = "server_error"
+    code = "worker_error"
+
+
+class WorkerConnectError(WorkerError):
+    code = "worker_unreachable"
+    retryable = True
+
+
+class WorkerStreamError(WorkerError):
+    code = "worker_stream_failed"
+
+
+_BY_CODE: dict[str, type[MqgateError]] = {}
+
+
+def _register(cls: type[MqgateError]) -> None:
+    _BY_CODE.setdefault(cls.code, cls)
+    for sub in cls.__subclasses__():
+        _register(sub)
+
+
+_register(MqgateError)
+
+
+def error_from_detail(detail: ErrorDetail) -> MqgateError:
+    """Rebuild the typed error that a Reply carried across the broker."""
+    cls = _BY_CODE.get(detail.code or "", MqgateError)
+    return cls(detail.message, param=detail.param)

@@ -1,0 +1,145 @@
+"""FastChat's model-worker and controller payloads, as the wire carries them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.openai.common import LogProbs
+
+
+class Payload(BaseModel):
+    """Payloads from peers: unknown keys are ignored, since worker kinds add their own."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- worker -------------------------------------------------------------------------------
+
+
+class GenerateParams(BaseModel):
+    """The ``gen_params`` body of ``/worker_generate_stream``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    prompt: str
+    temperature: float
+    top_p: float
+    top_k: int
+    presence_penalty: float
+    frequency_penalty: float
+    max_new_tokens: int
+    echo: bool
+    stop: list[str]
+    logprobs: int | None = None
+    stop_token_ids: list[int] | None = None
+    repetition_penalty: float | None = None
+    best_of: int | None = None
+    use_beam_search: bool | None = None
+    seed: int | None = None
+
+
+class WorkerUsage(Payload):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class WorkerFrame(Payload):
+    """One ``\\0``-terminated frame of a worker stream. ``text`` is cumulative."""
+
+    text: str = ""
+    error_code: int = 0
+    usage: WorkerUsage | None = None
+    finish_reason: str | None = None
+    logprobs: LogProbs | None = None
+
+
+class ConvTemplate(Payload):
+    name: str = ""
+    system_template: str = "{system_message}"
+    system_message: str = ""
+    roles: list[str] = Field(default_factory=lambda: ["USER", "ASSISTANT"])
+    messages: list[list[str | None]] = Field(default_factory=list)
+    offset: int = 0
+    sep_style: int = 1
+    sep: str = "\n"
+    sep2: str | None = None
+    stop_str: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+
+    def stop_strings(self) -> list[str]:
+        if self.stop_str is None:
+            return []
+        return [self.stop_str] if isinstance(self.stop_str, str) else list(self.stop_str)
+
+
+class ConvTemplateResponse(Payload):
+    conv: ConvTemplate
+
+
+class ModelDetails(Payload):
+    context_length: int = 2048
+
+
+class CountTokenResponse(Payload):
+    count: int = 0
+    error_code: int = 0
+
+
+class EmbeddingsWorkerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    input: list[str]
+    encoding_format: str | None = None
+
+
+class EmbeddingsWorkerResponse(Payload):
+    embedding: list[list[float]] | None = None
+    token_num: int = 0
+    text: str | None = None
+    error_code: int = 0
+
+
+class WorkerStatus(Payload):
+    model_names: list[str] = Field(default_factory=list)
+    speed: int = 1
+    queue_length: int = 0
+
+
+# --- controller ---------------------------------------------------------------------------
+
+
+class RegisterWorkerRequest(Payload):
+    worker_name: str
+    check_heart_beat: bool = True
+    worker_status: WorkerStatus | None = None
+    multimodal: bool = False
+
+
+class HeartBeatRequest(Payload):
+    worker_name: str
+    queue_length: int = 0
+
+
+class HeartBeatResponse(Payload):
+    exist: bool
+
+
+class ModelsResponse(Payload):
+    models: list[str]
+
+
+class WorkerAddressRequest(Payload):
+    model: str
+
+
+class WorkerAddressResponse(Payload):
+    address: str
+
+
+class WorkerAddressesResponse(Payload):
+    """mqgate's controller extension: every live worker of a model, for client-side balancing."""
+
+    addresses: list[str]

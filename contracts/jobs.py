@@ -1,0 +1,103 @@
+"""The envelopes that travel over the broker: Job (api to dispatcher), Reply (back), Cancel."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.errors import ErrorDetail
+from contracts.openai.common import LogProbs, Usage
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobKind(StrEnum):
+    CHAT = "chat"
+    COMPLETION = "completion"
+    EMBEDDING = "embedding"
+
+
+class JobMessage(Envelope):
+    role: str
+    content: str
+
+
+class SamplingParams(Envelope):
+    """Generation parameters after validation and defaulting by the api."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = -1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    logprobs: int | None = None
+    echo: bool = False
+    best_of: int | None = None
+    use_beam_search: bool | None = None
+
+
+class Job(Envelope):
+    """One client request, validated and ready for a dispatcher.
+
+    ``messages`` is set for chat; ``prompts`` holds a chat's raw string prompt, a completion's
+    prompts, or an embedding request's inputs.
+    """
+
+    id: str
+    kind: JobKind
+    model: str
+    messages: list[JobMessage] | None = None
+    prompts: list[str] = Field(default_factory=list)
+    params: SamplingParams = Field(default_factory=SamplingParams)
+    n: int = 1
+    stream: bool = False
+    deadline: float
+    priority: int = 0
+
+    def remaining(self, now: float | None = None) -> float:
+        return self.deadline - (time.time() if now is None else now)
+
+
+class ReplyKind(StrEnum):
+    STARTED = "started"  # a dispatcher took the job (sent on redeliveries)
+    CHUNK = "chunk"
+    FINAL = "final"
+    ERROR = "error"
+
+
+class ChoiceUpdate(Envelope):
+    """New output for one choice: a text delta, and its end when ``finish_reason`` is set."""
+
+    index: int
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: LogProbs | None = None
+
+
+class Reply(Envelope):
+    """One message on an api process's reply queue.
+
+    ``attempt`` names the delivery of the job that produced it and ``seq`` numbers the replies
+    of that attempt from 0, so the api can drop a second attempt's output and spot a gap.
+    """
+
+    job_id: str
+    attempt: str
+    seq: int
+    kind: ReplyKind
+    choices: list[ChoiceUpdate] = Field(default_factory=list)
+    usage: Usage | None = None
+    embeddings: list[list[float]] | None = None
+    error: ErrorDetail | None = None
+
+
+class Cancel(Envelope):
+    job_id: str

@@ -1,0 +1,1 @@
+"""OpenAI request, response and chunk models, one module per endpoint."""

@@ -1,0 +1,40 @@
+"""Names of every exchange, queue and Redis key, derived from the namespace."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Topology:
+    namespace: str
+
+    @property
+    def jobs_queue(self) -> str:
+        return f"{self.namespace}.jobs"
+
+    @property
+    def cancel_exchange(self) -> str:
+        return f"{self.namespace}.cancel"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.jobs.dead"
+
+    def reply_queue(self) -> str:
+        """A fresh name for one api process's reply queue."""
+        return f"{self.namespace}.reply.{uuid.uuid4().hex}"
+
+    def cancel_queue(self) -> str:
+        return f"{self.namespace}.cancel.{uuid.uuid4().hex}"
+
+    def redis_key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+
+DEADLINE_HEADER = "x-mqgate-deadline"

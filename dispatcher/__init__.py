@@ -1,0 +1,1 @@
+"""Dispatch logic: worker resolution, prompts, limits, forwarding, reply chunks. No broker here."""

@@ -1,0 +1,91 @@
+"""A read-through lookup: in-process memo, then the shared cache, then the source.
+
+Concurrent misses for one key share one load; when the source fails, a stale value is served
+for up to ``max_stale`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from contracts.errors import MqgateError
+from dispatcher.cache import Cache
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[T]):
+    stored_at: float  # wall clock, so the age survives a trip through the shared cache
+    value: T
+
+
+class CachedLookup(Generic[T]):
+    def __init__(self, cache: Cache, *, prefix: str, adapter: TypeAdapter[T], ttl: float,
+                 max_stale: float) -> None:
+        self._cache = cache
+        self._prefix = prefix
+        self._adapter = adapter
+        self._ttl = ttl
+        self._max_stale = max_stale
+        self._memo: dict[str, _Entry[T]] = {}
+        self._loads: dict[str, asyncio.Task[T]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        entry = self._memo.get(key)
+        if entry is not None and time.time() - entry.stored_at < self._ttl:
+            self.hits += 1
+            return entry.value
+        task = self._loads.get(key)
+        if task is None:
+            task = asyncio.create_task(self._refresh(key, load))
+            self._loads[key] = task
+            task.add_done_callback(lambda _t: self._loads.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def invalidate(self, key: str) -> None:
+        self._memo.pop(key, None)
+        await self._cache.delete(self._prefix + key)
+
+    async def _refresh(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        shared = await self._from_cache(key)
+        if shared is not None and time.time() - shared.stored_at < self._ttl:
+            self.hits += 1
+            self._memo[key] = shared
+            return shared.value
+        self.misses += 1
+        try:
+            value = await load()
+        except MqgateError:
+            stale = self._memo.get(key) or shared
+            if stale is not None and time.time() - stale.stored_at < self._ttl + self._max_stale:
+                log.warning("serving a stale %s entry: its source failed", self._prefix)
+                return stale.value
+            raise
+        entry = _Entry(time.time(), value)
+        self._memo[key] = entry
+        payload = orjson.dumps({"t": entry.stored_at, "v": self._adapter.dump_python(value,
+                                                                                    mode="json")})
+        await self._cache.set(self._prefix + key, payload.decode(), self._ttl)
+        return value
+
+    async def _from_cache(self, key: str) -> _Entry[T] | None:
+        raw = await self._cache.get(self._prefix + key)
+        if raw is None:
+            return None
+        try:
+            data = orjson.loads(raw)
+            return _Entry(float(data["t"]), self._adapter.validate_python(data["v"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError):
+            return None

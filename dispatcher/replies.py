@@ -1,0 +1,115 @@
+"""Numbering, coalescing and sending one attempt's replies.
+
+Updates are merged per choice while a send is in flight, so a fast stream costs one message
+per broker round trip rather than one per token; the first update goes out at once. A
+non-streamed job sends a single final reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from contracts.errors import ErrorDetail, MqgateError
+from contracts.jobs import ChoiceUpdate, Reply, ReplyKind
+from contracts.openai.common import Usage
+
+SendReply = Callable[[Reply], Awaitable[None]]
+
+
+def _merge(old: ChoiceUpdate, new: ChoiceUpdate) -> ChoiceUpdate:
+    logprobs = old.logprobs
+    if new.logprobs is not None:
+        logprobs = new.logprobs if logprobs is None else logprobs.joined(new.logprobs)
+    return ChoiceUpdate(index=old.index, text=old.text + new.text,
+                        finish_reason=new.finish_reason or old.finish_reason, logprobs=logprobs)
+
+
+class ReplySink:
+    def __init__(self, *, job_id: str, attempt: str, stream: bool, send: SendReply) -> None:
+        self._job_id = job_id
+        self._attempt = attempt
+        self._stream = stream
+        self._send = send
+        self._seq = 0
+        self._pending: dict[int, ChoiceUpdate] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._failure: BaseException | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.sent_output = False
+
+    async def _emit(self, kind: ReplyKind, choices: list[ChoiceUpdate], usage: Usage | None = None,
+                    embeddings: list[list[float]] | None = None,
+                    error: ErrorDetail | None = None) -> None:
+        reply = Reply(job_id=self._job_id, attempt=self._attempt, seq=self._seq, kind=kind,
+                      choices=choices, usage=usage, embeddings=embeddings, error=error)
+        self._seq += 1
+        await self._send(reply)
+
+    async def started(self) -> None:
+        await self._emit(ReplyKind.STARTED, [])
+
+    def push(self, update: ChoiceUpdate) -> None:
+        """Queue an update; raises if an earlier send failed (the api may be gone)."""
+        if self._failure is not None:
+            raise self._failure
+        old = self._pending.get(update.index)
+        self._pending[update.index] = update if old is None else _merge(old, update)
+        if self._stream:
+            self._idle.clear()
+            self._wake.set()
+            if self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush_loop())
+
+    def _take(self) -> list[ChoiceUpdate]:
+        choices = [self._pending[i] for i in sorted(self._pending)]
+        self._pending.clear()
+        return choices
+
+    async def _flush_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._pending:
+                    await self._emit(ReplyKind.CHUNK, self._take())
+                    self.sent_output = True
+                if not self._pending:
+                    self._idle.set()
+        except Exception as exc:  # noqa: BLE001 - handed to the producer on its next push
+            self._failure = exc
+            self._idle.set()
+
+    async def _drain(self) -> None:
+        if self._flusher is not None:
+            await self._idle.wait()
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self._failure is not None:
+            raise self._failure
+
+    async def finish(self, usage: Usage | None,
+                     embeddings: list[list[float]] | None = None) -> None:
+        await self._drain()
+        await self._emit(ReplyKind.FINAL, self._take(), usage=usage, embeddings=embeddings)
+
+    async def fail(self, error: MqgateError) -> None:
+        """Send the error as this attempt's last reply; output already queued is dropped."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flusher
+            self._flusher = None
+        self._pending.clear()
+        await self._emit(ReplyKind.ERROR, [], error=error.detail())
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flusher

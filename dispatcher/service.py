@@ -1,0 +1,189 @@
+"""Running one job against the workers. Imports no broker: replies go to a ReplySink."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from contracts.errors import (
+    ContextLengthError,
+    DeadlineExceededError,
+    MqgateError,
+    WorkerConnectError,
+    WorkerError,
+)
+from contracts.fastchat import ConvTemplate, EmbeddingsWorkerRequest, GenerateParams, WorkerFrame
+from contracts.jobs import ChoiceUpdate, Job, JobKind
+from contracts.openai.common import Usage
+from dispatcher.deltas import DeltaTracker
+from dispatcher.forwarder import WorkerClient
+from dispatcher.limits import max_new_tokens
+from dispatcher.prompt import merge_stops, render_prompt
+from dispatcher.replies import ReplySink
+from dispatcher.resolver import WorkerResolver
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PromptBuilder = Callable[[ConvTemplate], str]
+_CONTEXT_OVERFLOW = 40303
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, MqgateError) and exc.retryable
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if isinstance(exc, MqgateError):
+            return exc
+    return group.exceptions[0]
+
+
+@dataclass(slots=True)
+class _Choice:
+    index: int
+    prompt_index: int
+    build_prompt: PromptBuilder
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DispatchService:
+    resolver: WorkerResolver
+    workers: WorkerClient
+    attempts: int = 3
+    embedding_batch_size: int = 4
+
+    async def run(self, job: Job, sink: ReplySink) -> None:
+        """Run ``job`` to its final reply; raises MqgateError for the caller to report."""
+        try:
+            async with asyncio.timeout(job.remaining()):
+                if job.kind is JobKind.EMBEDDING:
+                    await self._embed(job, sink)
+                else:
+                    await self._generate(job, sink)
+        except TimeoutError as exc:
+            raise DeadlineExceededError("the request's deadline passed") from exc
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+
+    async def _with_worker(self, job: Job, call: Callable[[str], Awaitable[T]]) -> T:
+        """``call(address)`` on a worker of the job's model; retried elsewhere while retryable."""
+        tried: set[str] = set()
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(max(job.remaining(), 0)),
+            wait=wait_random_exponential(multiplier=0.02, max=0.25),
+            reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                address = await self.resolver.choose(job.model, tried)
+                tried.add(address)
+                try:
+                    with self.resolver.lease(address):
+                        return await call(address)
+                except WorkerConnectError:
+                    await self.resolver.evict(job.model, address)
+                    raise
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    # --- generation -------------------------------------------------------------------------
+
+    def _choices(self, job: Job) -> list[_Choice]:
+        if job.kind is JobKind.CHAT and job.messages is not None:
+            messages = job.messages
+            builders: list[PromptBuilder] = [lambda t: render_prompt(t, messages)]
+        else:
+            builders = [lambda _t, p=p: p for p in job.prompts]
+        return [_Choice(index=p * job.n + j, prompt_index=p, build_prompt=build)
+                for p, build in enumerate(builders) for j in range(job.n)]
+
+    async def _generate(self, job: Job, sink: ReplySink) -> None:
+        choices = self._choices(job)
+        async with asyncio.TaskGroup() as group:
+            for choice in choices:
+                group.create_task(self._with_worker(
+                    job, lambda address, c=choice: self._stream_choice(job, c, address, sink)))
+        prompt_tokens: dict[int, int] = {}
+        completion_tokens = 0
+        for choice in choices:
+            prompt_tokens[choice.prompt_index] = max(prompt_tokens.get(choice.prompt_index, 0),
+                                                     choice.usage.prompt_tokens)
+            completion_tokens += choice.usage.completion_tokens
+        prompt_total = sum(prompt_tokens.values())
+        await sink.finish(Usage(prompt_tokens=prompt_total, completion_tokens=completion_tokens,
+                                total_tokens=prompt_total + completion_tokens))
+
+    async def _params(self, job: Job, choice: _Choice, address: str) -> GenerateParams:
+        template = await self.resolver.template(address, job.model)
+        prompt = choice.build_prompt(template)
+        p = job.params
+        room = await max_new_tokens(self.resolver, self.workers, address=address,
+                                    model=job.model, prompt=prompt, requested=p.max_tokens)
+        return GenerateParams(
+            model=job.model, prompt=prompt, temperature=p.temperature, top_p=p.top_p,
+            top_k=p.top_k, presence_penalty=p.presence_penalty,
+            frequency_penalty=p.frequency_penalty, max_new_tokens=room, echo=p.echo,
+            stop=merge_stops(p.stop, template), stop_token_ids=template.stop_token_ids,
+            logprobs=p.logprobs, repetition_penalty=p.repetition_penalty, best_of=p.best_of,
+            use_beam_search=p.use_beam_search, seed=p.seed)
+
+    async def _stream_choice(self, job: Job, choice: _Choice, address: str,
+                             sink: ReplySink) -> None:
+        params = await self._params(job, choice, address)
+        async with self.workers.generate_stream(address, params) as frames:
+            await self._relay(choice, frames, sink)
+
+    @staticmethod
+    async def _relay(choice: _Choice, frames: AsyncIterator[WorkerFrame], sink: ReplySink) -> None:
+        tracker = DeltaTracker(choice.index)
+        finish: str | None = None
+        async for frame in frames:
+            if frame.error_code:
+                cls = ContextLengthError if frame.error_code == _CONTEXT_OVERFLOW else WorkerError
+                raise cls(f"the worker failed (code {frame.error_code}): {frame.text.strip()}")
+            if frame.usage is not None:
+                choice.usage = Usage(prompt_tokens=frame.usage.prompt_tokens,
+                                     completion_tokens=frame.usage.completion_tokens,
+                                     total_tokens=frame.usage.total_tokens)
+            update = tracker.update(frame)
+            if update is not None:
+                sink.push(update)
+            if frame.finish_reason is not None:
+                finish = frame.finish_reason
+                break
+        if finish is None:  # some workers end the body without a finish_reason
+            sink.push(ChoiceUpdate(index=choice.index, finish_reason="stop"))
+
+    # --- embeddings -------------------------------------------------------------------------
+
+    async def _embed(self, job: Job, sink: ReplySink) -> None:
+        size = self.embedding_batch_size
+        batches = [job.prompts[i:i + size] for i in range(0, len(job.prompts), size)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._with_worker(
+                job, lambda address, b=batch: self.workers.embeddings(
+                    address, EmbeddingsWorkerRequest(model=job.model, input=b))))
+                for batch in batches]
+        vectors: list[list[float]] = []
+        tokens = 0
+        for batch, task in zip(batches, tasks, strict=True):
+            answer = task.result()
+            if answer.embedding is None or len(answer.embedding) != len(batch):
+                raise WorkerError("the worker returned the wrong number of embeddings")
+            vectors.extend(answer.embedding)
+            tokens += answer.token_num
+        await sink.finish(Usage(prompt_tokens=tokens, total_tokens=tokens), embeddings=vectors)
