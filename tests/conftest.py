@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from contracts.settings import Settings
+from tests.stack import new_namespace
+
+AMQP_URL = os.environ.get("MQGATE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("MQGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable() -> str | None:
+    """None when RabbitMQ and Redis both answer, else what is wrong."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"Redis at {REDIS_URL} is unreachable: {exc}"
+
+    async def amqp() -> None:
+        connection = await aio_pika.connect(AMQP_URL, timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(amqp())
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError, socket.gaierror) as exc:
+        return f"RabbitMQ at {AMQP_URL} is unreachable: {exc!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def services() -> None:
+    """Real RabbitMQ and Redis: skipped locally when absent, a failure under CI."""
+    problem = _reachable()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(problem, pytrace=False)
+    pytest.skip(problem)
+
+
+async def cleanup_namespace(namespace: str) -> None:
+    """Delete every broker object and Redis key a test run made under ``namespace``."""
+    topology = Settings(namespace=namespace).topology
+    connection = await aio_pika.connect(AMQP_URL, timeout=5)
+    try:
+        for queue in (topology.jobs_queue, topology.dead_letter_queue):
+            channel = await connection.channel()
+            try:
+                await channel.queue_delete(queue)
+            except aio_pika.exceptions.AMQPError:
+                pass
+        for exchange in (topology.cancel_exchange, topology.dead_letter_exchange):
+            channel = await connection.channel()
+            try:
+                await channel.exchange_delete(exchange)
+            except aio_pika.exceptions.AMQPError:
+                pass
+    finally:
+        await connection.close()
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def namespace(services: None) -> AsyncIterator[str]:
+    name = new_namespace()
+    yield name
+    await cleanup_namespace(name)
+
+
+@pytest.fixture
+def settings(namespace: str) -> Settings:
+    return Settings(namespace=namespace, amqp_url=AMQP_URL, redis_url=REDIS_URL)
+
+
+@pytest.fixture(scope="session")
+def session_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path

@@ -1,0 +1,199 @@
+"""Starting real mqgate processes (and fake workers) for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def new_namespace() -> str:
+    return f"mqtest-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Worker:
+    url: str
+    proc: Proc
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(self.url + "/_stats", timeout=5).json()
+        return data
+
+
+@dataclass
+class Stack:
+    """controller + fake workers + dispatchers + api, all in their own processes."""
+
+    workdir: Path
+    namespace: str = field(default_factory=new_namespace)
+    env_extra: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    dispatchers: list[Proc] = field(default_factory=list)
+    api_port: int = 0
+    controller_port: int = 0
+    api_key: str | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "MQGATE_NAMESPACE": self.namespace,
+            "MQGATE_CONTROLLER_URL": self.controller_url,
+            "MQGATE_CACHE_TTL": "2",
+            "MQGATE_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.env_extra)
+        return env
+
+    @property
+    def controller_url(self) -> str:
+        return f"http://127.0.0.1:{self.controller_port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _spawn(self, name: str, args: list[str]) -> Proc:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as handle:
+            popen = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=handle,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def _mqgate(self, name: str, *args: str) -> Proc:
+        return self._spawn(name, [sys.executable, "-m", "mqgate_cli", *args])
+
+    def start_controller(self) -> None:
+        self.controller_port = free_port()
+        self._mqgate("controller", "controller", "--port", str(self.controller_port))
+        self._wait_http(self.controller_url + "/test_connection", "controller", method="GET")
+
+    def start_worker(self, name: str, models: list[str], *extra: str) -> Worker:
+        port = free_port()
+        args = [sys.executable, "-m", "tests.fakeworker", "--port", str(port),
+                "--controller", self.controller_url, *extra]
+        for model in models:
+            args += ["--model", model]
+        proc = self._spawn(f"worker-{name}", args)
+        worker = Worker(f"http://127.0.0.1:{port}", proc)
+        self.workers[name] = worker
+        self._wait_http(worker.url + "/_stats", proc.name, method="GET")
+        return worker
+
+    def start_dispatcher(self, *extra: str) -> Proc:
+        proc = self._mqgate(f"dispatcher-{len(self.dispatchers)}", "dispatcher", *extra)
+        self.dispatchers.append(proc)
+        return proc
+
+    def start_api(self) -> None:
+        self.api_port = free_port()
+        self._mqgate("api", "api", "--port", str(self.api_port))
+        self._wait_http(self.base_url + "/healthz", "api", method="GET")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def wait_models(self, models: list[str], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                r = httpx.post(self.controller_url + "/list_models", timeout=2)
+                seen = r.json()["models"]
+                if all(m in seen for m in models):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"models {models} not registered (saw {seen})\n{self.logs()}")
+
+    def wait_serving(self, model: str, timeout: float = 30.0) -> None:
+        """Until a chat request for ``model`` goes through every layer."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.post(self.base_url + "/v1/chat/completions", headers=self.headers(),
+                               json={"model": model, "max_tokens": 1,
+                                     "messages": [{"role": "user", "content": "warm up"}]},
+                               timeout=5)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.3)
+        raise RuntimeError(f"stack not serving {model}: {last}\n{self.logs()}")
+
+    def _wait_http(self, url: str, name: str, *, method: str = "GET",
+                   timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.request(method, url, timeout=1)
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not start\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+@contextlib.contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    try:
+        yield stack
+    finally:
+        stack.stop()
