@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class ReplyReader:
     _abandoned: set[str] = field(default_factory=set)
     _seq: int = 0
     _output_seen: bool = False
+    _last_reply: float = field(default_factory=time.monotonic)
 
     def _accept(self, reply: Reply) -> bool:
         if reply.attempt in self._abandoned:
@@ -65,16 +67,16 @@ class ReplyReader:
             remaining = self.job.remaining()
             if remaining <= 0:
                 raise DeadlineExceededError("the request's deadline passed")
-            limit = remaining
-            if self._output_seen:
-                limit = min(limit, self.settings.stream_idle_timeout)
+            idle_left = self.settings.stream_idle_timeout - (time.monotonic() - self._last_reply)
+            idle_limited = self._output_seen and idle_left < remaining
+            limit = idle_left if idle_limited else remaining
             wait = limit if keepalive is None else min(limit, keepalive)
             try:
                 reply = await self.subscription.get(wait)
             except TimeoutError:
-                if keepalive is not None and wait < limit:
+                if wait < limit:
                     return KEEPALIVE
-                if self.job.remaining() <= 0:
+                if not idle_limited:
                     raise DeadlineExceededError("the request's deadline passed") from None
                 raise WorkerStreamError("the worker sent nothing for "
                                         f"{self.settings.stream_idle_timeout:.0f}s") from None
@@ -83,6 +85,7 @@ class ReplyReader:
                                         "cancelled") from None
             if not self._accept(reply):
                 continue
+            self._last_reply = time.monotonic()
             if reply.kind is ReplyKind.ERROR and reply.error is not None:
                 raise error_from_detail(reply.error)
             if reply.choices:

@@ -1,0 +1,123 @@
+"""Admission, deadlines and dispatcher failure, each on a stack of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import cleanup_namespace
+from tests.e2e.prompts import vicuna
+from tests.fakeworker import expected_text
+from tests.stack import Proc, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def own_stack(services: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    env = getattr(request, "param", {})
+    s = Stack(tmp_path, env_extra=env)
+    try:
+        s.start_controller()
+        s.start_worker("w", ["fake"])
+        s.wait_models(["fake"])
+        s.start_api()
+        yield s
+    finally:
+        s.stop()
+        asyncio.run(cleanup_namespace(s.namespace))
+
+
+def wait_log(proc: Proc, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in proc.log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{proc.name} never logged {text!r}:\n{proc.tail()}")
+
+
+def chat(stack: Stack, content: str, timeout: float = 30.0, **extra: object) -> httpx.Response:
+    return httpx.post(stack.base_url + "/v1/chat/completions", timeout=timeout,
+                      json={"model": "fake", "messages": [{"role": "user", "content": content}],
+                            **extra})
+
+
+@pytest.mark.parametrize("own_stack", [{"MQGATE_QUEUE_MAX_LENGTH": "2",
+                                        "MQGATE_REQUEST_TIMEOUT": "3"}], indirect=True)
+def test_full_queue_is_429_and_expired_jobs_never_reach_a_worker(own_stack: Stack) -> None:
+    stack = own_stack  # no dispatcher yet: jobs stay queued
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        waiting = [pool.submit(chat, stack, f"queued {i}") for i in range(2)]
+        time.sleep(1.0)
+        rejected = chat(stack, "one too many")
+        assert rejected.status_code == 429
+        assert rejected.headers["retry-after"]
+        assert rejected.json()["error"]["code"] == "queue_full"
+        assert rejected.json()["error"]["type"] == "rate_limit_error"
+        for future in waiting:
+            response = future.result()
+            assert response.status_code == 504
+            assert response.json()["error"]["code"] == "deadline_exceeded"
+    dispatcher = stack.start_dispatcher()
+    wait_log(dispatcher, "consuming")
+    served = chat(stack, "after the queue drained")
+    assert served.status_code == 200
+    assert served.json()["choices"][0]["message"]["content"] == expected_text(
+        vicuna("after the queue drained"))[0]
+    assert stack.workers["w"].stats()["prompts"] == [vicuna("after the queue drained")]
+
+
+def test_killed_dispatcher_non_stream_job_is_answered_once(own_stack: Stack) -> None:
+    stack = own_stack
+    first = stack.start_dispatcher()
+    wait_log(first, "consuming")
+    content = "survive the crash [[delay=0.2]] [[tokens=12]]"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(chat, stack, content)
+        deadline = time.monotonic() + 10
+        while stack.workers["w"].stats()["active"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = stack.start_dispatcher()
+        wait_log(second, "consuming")
+        first.kill()
+        response = pending.result()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["choices"]) == 1
+    assert body["choices"][0]["message"]["content"] == expected_text(vicuna(content))[0]
+    assert stack.workers["w"].stats()["started"] == 2  # generated again after redelivery
+
+
+def test_killed_dispatcher_mid_stream_ends_the_stream_with_an_error(own_stack: Stack) -> None:
+    stack = own_stack
+    first = stack.start_dispatcher()
+    wait_log(first, "consuming")
+    content = "stream through a crash [[delay=0.2]] [[tokens=30]]"
+    body = {"model": "fake", "stream": True,
+            "messages": [{"role": "user", "content": content}]}
+    with httpx.stream("POST", stack.base_url + "/v1/chat/completions", json=body,
+                      timeout=30) as response:
+        lines = (line for line in response.iter_lines() if line)
+        events = [next(lines) for _ in range(3)]
+        second = stack.start_dispatcher()  # takes the job when the first one dies
+        wait_log(second, "consuming")
+        first.kill()
+        killed_at = time.monotonic()
+        events += list(lines)
+        ended_after = time.monotonic() - killed_at
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-2][len("data: "):])
+    assert set(error) == {"error"}
+    chunks = [json.loads(e[len("data: "):]) for e in events[:-2]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    full = expected_text(vicuna(content))[0]
+    assert full.startswith(text) and text != full  # a prefix, never repeated or mixed
+    assert ended_after < 10
