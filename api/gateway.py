@@ -92,6 +92,12 @@ class ReplyReader:
                 self._output_seen = True
             return reply
 
+    async def first(self) -> Reply:
+        """The first reply with output (or the final one), before a response starts."""
+        reply = await self.next()
+        assert reply is not None  # no keepalive was asked for
+        return reply
+
     async def final(self) -> list[Reply]:
         """Every reply up to the final one (non-stream requests)."""
         replies: list[Reply] = []

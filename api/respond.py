@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -34,9 +33,7 @@ async def respond(request: Request, gateway: Gateway, job: Job, renderer: Render
     streaming = False
     try:
         if job.stream:
-            first = await unless_disconnected(request, reader.next())
-            if first is None:  # pragma: no cover - no keepalive was asked for
-                raise RuntimeError("unexpected keepalive")
+            first = await unless_disconnected(request, reader.first())
             streaming = True
             return sse_response(reply_events(gateway, reader, first, renderer.opening(),
                                              renderer.chunks))

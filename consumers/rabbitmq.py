@@ -164,6 +164,7 @@ class RabbitJobSource(RabbitBroker):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.consumer_id = uuid.uuid4().hex[:12]
+        self._settling: set[asyncio.Future[None]] = set()
         self._consumer_tag: str | None = None
 
     async def __aenter__(self) -> RabbitJobSource:
@@ -199,8 +200,10 @@ class RabbitJobSource(RabbitBroker):
         try:
             job = Job.model_validate_json(message.body)
         except ValidationError:
-            log.error("rejected a malformed job to the dead-letter queue")
-            asyncio.ensure_future(message.reject(requeue=False))
+            log.exception("rejected a malformed job to the dead-letter queue")
+            task = asyncio.ensure_future(message.reject(requeue=False))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
             return None
         reply_to = message.reply_to or ""
         count = message.headers.get("x-delivery-count", 0) if message.headers else 0

@@ -32,9 +32,9 @@ class Subscription:
             self._queue.get_nowait()
         self._queue.put_nowait(exc)
 
-    async def get(self, timeout: float) -> Reply:
-        """The next reply; TimeoutError after ``timeout`` seconds with none."""
-        async with asyncio.timeout(max(timeout, 0.0)):
+    async def get(self, limit: float) -> Reply:
+        """The next reply; TimeoutError after ``limit`` seconds with none."""
+        async with asyncio.timeout(max(limit, 0.0)):
             item = await self._queue.get()
         if isinstance(item, BaseException):
             raise item

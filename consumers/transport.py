@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from contracts.jobs import Job, Reply
 from consumers.reply_router import ReplyRouter
+from contracts.jobs import Job, Reply
 
 
 @dataclass(frozen=True, kw_only=True)

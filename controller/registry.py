@@ -70,7 +70,8 @@ class Registry:
         queues = await self._redis.hgetall(self._queues)
         now = time.time()
         found: dict[str, WorkerInfo] = {}
-        for name, value in raw.items():
+        for key, value in raw.items():
+            name = str(key)
             try:
                 info = WorkerInfo.model_validate_json(value)
             except ValidationError:

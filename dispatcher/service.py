@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from tenacity import (
@@ -23,7 +24,13 @@ from contracts.errors import (
     WorkerConnectError,
     WorkerError,
 )
-from contracts.fastchat import ConvTemplate, EmbeddingsWorkerRequest, GenerateParams, WorkerFrame
+from contracts.fastchat import (
+    ConvTemplate,
+    EmbeddingsWorkerRequest,
+    EmbeddingsWorkerResponse,
+    GenerateParams,
+    WorkerFrame,
+)
 from contracts.jobs import ChoiceUpdate, Job, JobKind
 from contracts.openai.common import Usage
 from dispatcher.deltas import DeltaTracker
@@ -37,6 +44,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PromptBuilder = Callable[[ConvTemplate], str]
 _CONTEXT_OVERFLOW = 40303
+
+
+def _raw_prompt(prompt: str, _template: ConvTemplate) -> str:
+    return prompt
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -103,11 +114,11 @@ class DispatchService:
     # --- generation -------------------------------------------------------------------------
 
     def _choices(self, job: Job) -> list[_Choice]:
+        builders: list[PromptBuilder]
         if job.kind is JobKind.CHAT and job.messages is not None:
-            messages = job.messages
-            builders: list[PromptBuilder] = [lambda t: render_prompt(t, messages)]
+            builders = [partial(render_prompt, messages=job.messages)]
         else:
-            builders = [lambda _t, p=p: p for p in job.prompts]
+            builders = [partial(_raw_prompt, p) for p in job.prompts]
         return [_Choice(index=p * job.n + j, prompt_index=p, build_prompt=build)
                 for p, build in enumerate(builders) for j in range(job.n)]
 
@@ -116,7 +127,7 @@ class DispatchService:
         async with asyncio.TaskGroup() as group:
             for choice in choices:
                 group.create_task(self._with_worker(
-                    job, lambda address, c=choice: self._stream_choice(job, c, address, sink)))
+                    job, partial(self._stream_choice, job, choice, sink=sink)))
         prompt_tokens: dict[int, int] = {}
         completion_tokens = 0
         for choice in choices:
@@ -141,7 +152,7 @@ class DispatchService:
             logprobs=p.logprobs, repetition_penalty=p.repetition_penalty, best_of=p.best_of,
             use_beam_search=p.use_beam_search, seed=p.seed)
 
-    async def _stream_choice(self, job: Job, choice: _Choice, address: str,
+    async def _stream_choice(self, job: Job, choice: _Choice, address: str, *,
                              sink: ReplySink) -> None:
         params = await self._params(job, choice, address)
         async with self.workers.generate_stream(address, params) as frames:
@@ -170,13 +181,16 @@ class DispatchService:
 
     # --- embeddings -------------------------------------------------------------------------
 
+    async def _embed_batch(self, request: EmbeddingsWorkerRequest,
+                           address: str) -> EmbeddingsWorkerResponse:
+        return await self.workers.embeddings(address, request)
+
     async def _embed(self, job: Job, sink: ReplySink) -> None:
         size = self.embedding_batch_size
         batches = [job.prompts[i:i + size] for i in range(0, len(job.prompts), size)]
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._with_worker(
-                job, lambda address, b=batch: self.workers.embeddings(
-                    address, EmbeddingsWorkerRequest(model=job.model, input=b))))
+            tasks = [group.create_task(self._with_worker(job, partial(
+                self._embed_batch, EmbeddingsWorkerRequest(model=job.model, input=batch))))
                 for batch in batches]
         vectors: list[list[float]] = []
         tokens = 0

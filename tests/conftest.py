@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -54,16 +55,12 @@ async def cleanup_namespace(namespace: str) -> None:
     try:
         for queue in (topology.jobs_queue, topology.dead_letter_queue):
             channel = await connection.channel()
-            try:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(queue)
-            except aio_pika.exceptions.AMQPError:
-                pass
         for exchange in (topology.cancel_exchange, topology.dead_letter_exchange):
             channel = await connection.channel()
-            try:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.exchange_delete(exchange)
-            except aio_pika.exceptions.AMQPError:
-                pass
     finally:
         await connection.close()
     client = aioredis.from_url(REDIS_URL)
@@ -90,8 +87,3 @@ def settings(namespace: str) -> Settings:
 @pytest.fixture(scope="session")
 def session_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack")
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path

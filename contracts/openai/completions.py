@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
@@ -73,8 +73,8 @@ class Completion(WireModel):
     usage: Usage | None = None
 
     @model_serializer(mode="wrap")
-    def _drop_null_usage(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        data: dict[str, object] = handler(self)
+    def _drop_null_usage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
         if data.get("usage") is None:
             data.pop("usage", None)
         return data

@@ -77,10 +77,10 @@ def test_defaults_follow_fastchat(client: openai.OpenAI, stack: Stack) -> None:
 
 
 def test_max_tokens_ends_with_length(client: openai.OpenAI) -> None:
-    for field in ("max_tokens", "max_completion_tokens"):
+    for limit in ({"max_tokens": 3}, {"max_completion_tokens": 3}):
         reply = client.chat.completions.create(
             model="fake", messages=[{"role": "user", "content": "count to ten"}],
-            **{field: 3})  # type: ignore[arg-type]
+            extra_body=limit)
         assert reply.choices[0].finish_reason == "length"
         assert reply.choices[0].message.content == expected_text(vicuna("count to ten"), 3)[0]
         assert reply.usage is not None and reply.usage.completion_tokens == 3

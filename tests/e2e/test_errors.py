@@ -180,7 +180,7 @@ def test_each_configured_key_works(stack: Stack) -> None:
 
 
 def test_sdk_authentication_error(stack: Stack) -> None:
-    with openai.OpenAI(base_url=stack.base_url + "/v1", api_key="wrong", max_retries=0) as c:
-        with pytest.raises(openai.AuthenticationError) as caught:
-            c.models.list()
+    with (openai.OpenAI(base_url=stack.base_url + "/v1", api_key="wrong", max_retries=0) as c,
+          pytest.raises(openai.AuthenticationError) as caught):
+        c.models.list()
     assert caught.value.code == "invalid_api_key"
