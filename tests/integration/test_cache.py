@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from contracts.settings import Settings
+from dispatcher.cache import RedisCache
+
+pytestmark = pytest.mark.integration
+
+
+async def test_values_expire(settings: Settings) -> None:
+    cache = RedisCache(settings.redis_url)
+    key = settings.topology.redis_key("t", "k")
+    await cache.set(key, "v", 0.2)
+    assert await cache.get(key) == "v"
+    await asyncio.sleep(0.3)
+    assert await cache.get(key) is None
+    await cache.aclose()
+
+
+async def test_unreachable_redis_is_a_fast_miss() -> None:
+    cache = RedisCache("redis://127.0.0.1:1/0", timeout=0.1)
+    started = time.monotonic()
+    assert await cache.get("k") is None
+    await cache.set("k", "v", 1)
+    assert await cache.get("k") is None  # skipped while backing off
+    assert time.monotonic() - started < 1.0
+    assert not await cache.ping()
+    await cache.aclose()

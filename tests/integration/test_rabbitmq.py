@@ -1,0 +1,118 @@
+"""The RabbitMQ transport against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from consumers.rabbitmq import RabbitJobQueue, RabbitJobSource
+from consumers.reply_router import ReplyRouter
+from consumers.transport import Delivery
+from contracts.errors import BrokerUnavailableError, CapacityError
+from contracts.jobs import Job, JobKind, Reply, ReplyKind
+from contracts.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def job(job_id: str, deadline: float = 30) -> Job:
+    return Job(id=job_id, kind=JobKind.CHAT, model="m", prompts=["p"],
+               deadline=time.time() + deadline)
+
+
+async def test_job_round_trip_with_replies(settings: Settings) -> None:
+    router = ReplyRouter()
+    deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def on_job(delivery: Delivery) -> None:
+        await deliveries.put(delivery)
+
+    async with RabbitJobQueue(settings, router) as queue, RabbitJobSource(settings) as source:
+        await source.consume(on_job, lambda _id: None, prefetch=4)
+        sub = router.subscribe("j1")
+        await queue.publish_job(job("j1"))
+        delivery = await asyncio.wait_for(deliveries.get(), 10)
+        assert delivery.job.id == "j1"
+        assert not delivery.redelivered
+        for seq, kind in enumerate((ReplyKind.CHUNK, ReplyKind.FINAL)):
+            await delivery.reply(Reply(job_id="j1", attempt=delivery.attempt, seq=seq,
+                                       kind=kind))
+        await delivery.ack()
+        assert [(await sub.get(5)).kind for _ in range(2)] == [ReplyKind.CHUNK,
+                                                                ReplyKind.FINAL]
+
+
+async def test_full_queue_rejects_the_publish(settings: Settings) -> None:
+    small = settings.model_copy(update={"queue_max_length": 2})
+    async with RabbitJobQueue(small, ReplyRouter()) as queue:
+        await queue.publish_job(job("a"))
+        await queue.publish_job(job("b"))
+        started = time.monotonic()
+        with pytest.raises(CapacityError):
+            await queue.publish_job(job("c"))
+        assert time.monotonic() - started < small.publish_timeout
+
+
+async def test_unacked_job_is_redelivered_when_its_consumer_goes(settings: Settings) -> None:
+    got: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def on_job(delivery: Delivery) -> None:
+        await got.put(delivery)
+
+    async with RabbitJobQueue(settings, ReplyRouter()) as queue:
+        async with RabbitJobSource(settings) as first:
+            await first.consume(on_job, lambda _id: None, prefetch=1)
+            await queue.publish_job(job("again"))
+            await asyncio.wait_for(got.get(), 10)  # taken, never acked
+        async with RabbitJobSource(settings) as second:
+            await second.consume(on_job, lambda _id: None, prefetch=1)
+            redelivered = await asyncio.wait_for(got.get(), 10)
+            assert redelivered.job.id == "again"
+            assert redelivered.redelivered
+            await redelivered.ack()
+
+
+async def test_cancel_reaches_every_dispatcher(settings: Settings) -> None:
+    seen: list[list[str]] = [[], []]
+
+    async def ignore(_d: Delivery) -> None:
+        return None
+
+    async with (RabbitJobQueue(settings, ReplyRouter()) as queue,
+                RabbitJobSource(settings) as a, RabbitJobSource(settings) as b):
+        await a.consume(ignore, seen[0].append, prefetch=1)
+        await b.consume(ignore, seen[1].append, prefetch=1)
+        await queue.publish_cancel("job-x")
+        for _ in range(100):
+            if all(seen):
+                break
+            await asyncio.sleep(0.05)
+    assert seen == [["job-x"], ["job-x"]]
+
+
+async def test_publish_on_a_closed_connection_is_unavailable(settings: Settings) -> None:
+    async with RabbitJobQueue(settings, ReplyRouter()) as queue:
+        await queue.connection.close()
+        with pytest.raises(BrokerUnavailableError):
+            await queue.publish_job(job("lost"))
+
+
+async def test_expired_job_is_dead_lettered_not_delivered(settings: Settings) -> None:
+    got: list[str] = []
+
+    async def on_job(delivery: Delivery) -> None:
+        got.append(delivery.job.id)
+        await delivery.ack()
+
+    async with RabbitJobQueue(settings, ReplyRouter()) as queue:
+        await queue.publish_job(job("short", deadline=0.2))
+        await asyncio.sleep(0.5)
+        async with RabbitJobSource(settings) as source:
+            await source.consume(on_job, lambda _id: None, prefetch=1)
+            await asyncio.sleep(0.5)
+            dead = await source.connection.channel()
+            dlq = await dead.declare_queue(settings.topology.dead_letter_queue, passive=True)
+            assert dlq.declaration_result.message_count == 1
+    assert got == []

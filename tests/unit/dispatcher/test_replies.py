@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from contracts.errors import NoWorkerError
+from contracts.jobs import ChoiceUpdate, Reply, ReplyKind
+from contracts.openai.common import Usage
+from dispatcher.replies import ReplySink
+
+
+class SlowBroker:
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.sent: list[Reply] = []
+        self.delay = delay
+        self.fail = fail
+
+    async def send(self, reply: Reply) -> None:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise ConnectionError("api gone")
+        self.sent.append(reply)
+
+
+async def test_fast_updates_are_coalesced_and_the_first_goes_at_once() -> None:
+    broker = SlowBroker(delay=0.02)
+    sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
+    sink.push(ChoiceUpdate(index=0, text="first"))
+    await asyncio.sleep(0)  # the flusher picks the first update up straight away
+    for i in range(50):
+        sink.push(ChoiceUpdate(index=0, text=f" {i}"))
+    await sink.finish(Usage(prompt_tokens=1, completion_tokens=51, total_tokens=52))
+    assert broker.sent[0].choices[0].text == "first"
+    assert len(broker.sent) <= 4
+    assert [r.seq for r in broker.sent] == list(range(len(broker.sent)))
+    text = "".join(c.text for r in broker.sent for c in r.choices)
+    assert text == "first" + "".join(f" {i}" for i in range(50))
+    assert broker.sent[-1].kind is ReplyKind.FINAL
+    assert broker.sent[-1].usage is not None
+
+
+async def test_choices_keep_their_own_text() -> None:
+    broker = SlowBroker()
+    sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
+    sink.push(ChoiceUpdate(index=1, text="b"))
+    sink.push(ChoiceUpdate(index=0, text="a"))
+    sink.push(ChoiceUpdate(index=1, text="b", finish_reason="stop"))
+    await sink.finish(None)
+    by_index: dict[int, str] = {}
+    for reply in broker.sent:
+        for choice in reply.choices:
+            by_index[choice.index] = by_index.get(choice.index, "") + choice.text
+    assert by_index == {0: "a", 1: "bb"}
+
+
+async def test_non_stream_job_sends_one_final_reply() -> None:
+    broker = SlowBroker()
+    sink = ReplySink(job_id="j", attempt="a", stream=False, send=broker.send)
+    for part in ("a", "b", "c"):
+        sink.push(ChoiceUpdate(index=0, text=part))
+    await sink.finish(Usage())
+    assert len(broker.sent) == 1
+    assert broker.sent[0].kind is ReplyKind.FINAL
+    assert broker.sent[0].choices[0].text == "abc"
+
+
+async def test_a_failed_send_stops_the_producer() -> None:
+    sink = ReplySink(job_id="j", attempt="a", stream=True, send=SlowBroker(fail=True).send)
+    sink.push(ChoiceUpdate(index=0, text="x"))
+    await asyncio.sleep(0.01)
+    with pytest.raises(ConnectionError):
+        sink.push(ChoiceUpdate(index=0, text="y"))
+    await sink.aclose()
+
+
+async def test_error_reply_carries_the_error() -> None:
+    broker = SlowBroker()
+    sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
+    await sink.fail(NoWorkerError("none"))
+    assert broker.sent[0].kind is ReplyKind.ERROR
+    assert broker.sent[0].error is not None
+    assert broker.sent[0].error.code == "no_worker_available"

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from contracts.errors import ControllerUnavailableError, NoWorkerError
+from contracts.settings import Settings
+from dispatcher.cache import MemoryCache
+from dispatcher.forwarder import WorkerClient
+from dispatcher.resolver import ControllerClient, ModelCatalog, WorkerResolver
+from tests.unit.dispatcher.conftest import W1, W2
+from tests.unit.dispatcher.fakes import ScriptedController, ScriptedWorkers
+
+
+def make(controller: ScriptedController, **overrides: float) -> tuple[WorkerResolver,
+                                                                      ModelCatalog]:
+    settings = Settings(namespace="unit", **overrides)  # type: ignore[arg-type]
+    client = ControllerClient("http://c", timeout=1, transport=httpx.MockTransport(controller))
+    workers = WorkerClient(connect_timeout=1, read_timeout=1,
+                           transport=httpx.MockTransport(ScriptedWorkers()))
+    cache = MemoryCache()
+    return (WorkerResolver(client, workers, cache, settings),
+            ModelCatalog(client, cache, settings))
+
+
+async def test_steady_state_makes_no_controller_calls() -> None:
+    controller = ScriptedController({"m": [W1, W2]})
+    resolver, catalog = make(controller)
+    for _ in range(50):
+        assert await resolver.choose("m", set()) in (W1, W2)
+        assert await catalog.models() == ["m"]
+    assert controller.calls["/get_worker_addresses"] == 1
+    assert controller.calls["/list_models"] == 1
+
+
+async def test_load_goes_to_the_least_busy_worker() -> None:
+    resolver, _ = make(ScriptedController({"m": [W1, W2]}))
+    first = await resolver.choose("m", set())
+    with resolver.lease(first):
+        assert await resolver.choose("m", set()) != first
+
+
+async def test_evicted_worker_is_not_chosen_again() -> None:
+    controller = ScriptedController({"m": [W1, W2]})
+    resolver, _ = make(controller)
+    await resolver.evict("m", W1)
+    assert {await resolver.choose("m", set()) for _ in range(20)} == {W2}
+    with pytest.raises(NoWorkerError):
+        await resolver.choose("m", {W2})
+
+
+async def test_unknown_model_has_no_worker() -> None:
+    resolver, _ = make(ScriptedController({"m": [W1]}))
+    with pytest.raises(NoWorkerError):
+        await resolver.choose("other", set())
+
+
+async def test_stale_addresses_serve_while_the_controller_is_down() -> None:
+    controller = ScriptedController({"m": [W1]})
+    resolver, catalog = make(controller, cache_ttl=0.01, cache_max_stale=60)
+    assert await resolver.choose("m", set()) == W1
+    assert await catalog.models() == ["m"]
+    controller.down = True
+    import asyncio
+
+    await asyncio.sleep(0.02)
+    assert await resolver.choose("m", set()) == W1
+    assert await catalog.models() == ["m"]
+
+
+async def test_controller_down_with_a_cold_cache_is_unavailable() -> None:
+    controller = ScriptedController({"m": [W1]})
+    controller.down = True
+    resolver, catalog = make(controller)
+    with pytest.raises(ControllerUnavailableError):
+        await catalog.models()
+    with pytest.raises(ControllerUnavailableError):
+        await resolver.choose("m", set())
+
+
+async def test_fastchat_controller_without_the_bulk_route() -> None:
+    controller = ScriptedController({"m": [W1, W2]}, bulk=False)
+    resolver, _ = make(controller)
+    assert sorted(await resolver.addresses("m")) == [W1, W2]
+    assert controller.calls["/get_worker_addresses"] == 1
