@@ -14,7 +14,7 @@ def request(body: bytes, content_type: str = "application/json") -> Request:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return Request({"type": "http", "method": "POST", "path": "/", "headers": [
-        (b"content-type", content_type.encode())]}, receive)  # type: ignore[arg-type]
+        (b"content-type", content_type.encode())]}, receive)
 
 
 async def test_unknown_fields_are_ignored() -> None:

@@ -73,9 +73,12 @@ async def test_failure_after_output_is_not_retried(service: DispatchService,
 
 async def test_worker_error_frame(service: DispatchService,
                                   scripted_workers: ScriptedWorkers) -> None:
+    def failing(code: int) -> httpx.Response:
+        return httpx.Response(
+            200, stream=ByteStream([orjson.dumps({"text": "bad", "error_code": code}) + b"\0"]))
+
     for code, cls in ((50001, WorkerError), (40303, ContextLengthError)):
-        scripted_workers.stream_for = lambda _a, _b, c=code: httpx.Response(
-            200, stream=ByteStream([orjson.dumps({"text": "bad", "error_code": c}) + b"\0"]))
+        scripted_workers.stream_for = lambda _a, _b, c=code: failing(c)  # type: ignore[misc]
         with pytest.raises(cls):
             await run(service, chat())
 
