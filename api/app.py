@@ -14,26 +14,35 @@ from api.gateway import Gateway
 from api.routes import chat, completions, embeddings, health, models
 from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
+from consumers.transport import JobQueue
 from contracts.settings import Settings
-from dispatcher.cache import RedisCache
+from dispatcher.cache import Cache, RedisCache
 from dispatcher.resolver import ControllerClient, ModelCatalog
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, queue: JobQueue | None = None,
+               cache: Cache | None = None) -> FastAPI:
+    """The api. ``queue`` and ``cache`` default to RabbitMQ and Redis; when given, their
+    owner starts and stops them."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
-            stack.push_async_callback(cache.aclose)
+            shared = cache
+            if shared is None:
+                shared = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+                stack.push_async_callback(shared.aclose)
             controller = ControllerClient(settings.controller_url,
                                           timeout=settings.controller_timeout)
             stack.push_async_callback(controller.aclose)
-            router = ReplyRouter(settings.reply_buffer)
-            queue = await stack.enter_async_context(RabbitJobQueue(settings, router))
-            app.state.cache = cache
+            jobs = queue
+            if jobs is None:
+                router = ReplyRouter(settings.reply_buffer)
+                jobs = await stack.enter_async_context(RabbitJobQueue(settings, router))
+            app.state.cache = shared
             app.state.controller = controller
-            app.state.gateway = Gateway(settings, queue, ModelCatalog(controller, cache,
-                                                                      settings))
+            app.state.gateway = Gateway(settings, jobs, ModelCatalog(controller, shared,
+                                                                     settings))
             yield
 
     app = FastAPI(title="mqgate", version="0.1.0", lifespan=lifespan,

@@ -8,8 +8,9 @@ from contextlib import AsyncExitStack
 
 from consumers.job_consumer import JobRunner
 from consumers.rabbitmq import RabbitJobSource
+from consumers.transport import JobSource
 from contracts.settings import Settings
-from dispatcher.cache import RedisCache
+from dispatcher.cache import Cache, RedisCache
 from dispatcher.forwarder import WorkerClient
 from dispatcher.resolver import ControllerClient, WorkerResolver
 from dispatcher.service import DispatchService
@@ -17,11 +18,15 @@ from dispatcher.service import DispatchService
 log = logging.getLogger(__name__)
 
 
-async def run_dispatcher(settings: Settings, stop: asyncio.Event,
-                         ready: asyncio.Event | None = None) -> None:
+async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
+                         ready: asyncio.Event | None = None, source: JobSource | None = None,
+                         cache: Cache | None = None) -> None:
+    """Consume jobs until ``stop`` is set. ``source`` and ``cache`` default to RabbitMQ and
+    Redis; when given, their owner starts and stops them."""
     async with AsyncExitStack() as stack:
-        cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
-        stack.push_async_callback(cache.aclose)
+        if cache is None:
+            cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+            stack.push_async_callback(cache.aclose)
         controller = ControllerClient(settings.controller_url,
                                       timeout=settings.controller_timeout)
         stack.push_async_callback(controller.aclose)
@@ -33,10 +38,11 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event,
             attempts=settings.worker_attempts,
             embedding_batch_size=settings.embedding_batch_size)
         runner = JobRunner(service)
-        source = await stack.enter_async_context(RabbitJobSource(settings))
+        if source is None:
+            source = await stack.enter_async_context(RabbitJobSource(settings))
         await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)
-        log.info("dispatcher %s consuming %s with concurrency %d", source.consumer_id,
-                 settings.topology.jobs_queue, settings.concurrency)
+        log.info("dispatcher consuming %s with concurrency %d", settings.topology.jobs_queue,
+                 settings.concurrency)
         if ready is not None:
             ready.set()
         await stop.wait()

@@ -26,7 +26,7 @@ from contracts.fastchat import (
     WorkerStatus,
 )
 from contracts.settings import Settings
-from controller.registry import Registry
+from controller.registry import HashStore, Registry
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,20 @@ async def _expire_loop(registry: Registry, interval: float) -> None:
             log.warning("could not expire workers: redis is unavailable")
 
 
-def create_controller_app(settings: Settings) -> FastAPI:  # noqa: C901 - one handler per route
+def create_controller_app(settings: Settings,  # noqa: C901 - one handler per route
+                          store: HashStore | None = None) -> FastAPI:
+    """The controller; its registry lives in Redis unless ``store`` is given."""
     state: dict[str, object] = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        redis = aioredis.from_url(settings.redis_url, decode_responses=True,
-                                  socket_timeout=2.0, socket_connect_timeout=2.0)
+        redis = None
+        if store is None:
+            redis = aioredis.from_url(settings.redis_url, decode_responses=True,
+                                      socket_timeout=2.0, socket_connect_timeout=2.0)
         client = httpx.AsyncClient(timeout=_STATUS_TIMEOUT, follow_redirects=False)
-        registry = Registry(redis, settings.topology, expiration=settings.heart_beat_expiration)
+        registry = Registry(store or redis, settings.topology,  # type: ignore[arg-type]
+                            expiration=settings.heart_beat_expiration)
         state.update(registry=registry, client=client)
         expiry = asyncio.create_task(_expire_loop(registry, settings.heart_beat_expiration / 3))
         try:
@@ -67,7 +72,8 @@ def create_controller_app(settings: Settings) -> FastAPI:  # noqa: C901 - one ha
             with contextlib.suppress(asyncio.CancelledError):
                 await expiry
             await client.aclose()
-            await redis.aclose()
+            if redis is not None:
+                await redis.aclose()
 
     def registry() -> Registry:
         value = state["registry"]

