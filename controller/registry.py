@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Literal
-
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 

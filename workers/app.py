@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,23 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         self.model_names = [n for n in (self.chat_name, self.embedding_name) if n]
+
+
+class Slot:
+    """One of the worker's generation slots; released exactly once."""
+
+    def __init__(self, free: Callable[[], None]) -> None:
+        self._free: Callable[[], None] | None = free
+        self.handed_over = False
+
+    def release(self) -> None:
+        free, self._free = self._free, None
+        if free is not None:
+            free()
+
+    def release_unless_handed_over(self) -> None:
+        if not self.handed_over:
+            self.release()
 
 
 def _json(data: object) -> Response:
@@ -89,9 +106,10 @@ def _generate_request(params: dict[str, Any], context_length: int) -> GenerateRe
 def create_worker_app(config: WorkerConfig) -> FastAPI:  # noqa: C901 - one handler per route
     semaphore = asyncio.Semaphore(config.concurrency)
     waiting = 0
+    running = 0
 
     def queue_length() -> int:
-        return config.concurrency - semaphore._value + waiting  # noqa: SLF001
+        return running + waiting
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,39 +125,50 @@ def create_worker_app(config: WorkerConfig) -> FastAPI:  # noqa: C901 - one hand
 
     app = FastAPI(title="mqgate worker", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    async def generate(params: dict[str, Any]) -> AsyncIterator[bytes]:
-        chat = config.chat
-        if chat is None or params.get("model") not in (None, config.chat_name):
-            yield _frame({"text": f"model {params.get('model')!r} does not generate text",
-                          "error_code": SERVER_ERROR})
-            return
-        async for frame in chat.frames(_generate_request(params, chat.context_length)):
-            yield _frame(frame)
-
-    async def admitted() -> None:
-        nonlocal waiting
+    async def admitted() -> Slot:
+        nonlocal waiting, running
         waiting += 1
         try:
             await semaphore.acquire()
         finally:
             waiting -= 1
+        running += 1
+
+        def free() -> None:
+            nonlocal running
+            running -= 1
+            semaphore.release()
+
+        return Slot(free)
+
+    async def generate(params: dict[str, Any], slot: Slot) -> AsyncIterator[bytes]:
+        chat = config.chat
+        if chat is None or params.get("model") not in (None, config.chat_name):
+            yield _frame({"text": f"model {params.get('model')!r} does not generate text",
+                          "error_code": SERVER_ERROR})
+            return
+        slot.handed_over = True  # from here the generation frees the slot when it stops
+        async for frame in chat.frames(_generate_request(params, chat.context_length),
+                                       on_exit=slot.release):
+            yield _frame(frame)
 
     @app.post("/worker_generate_stream")
     async def worker_generate_stream(request: Request) -> StreamingResponse:
         params = orjson.loads(await request.body())
-        await admitted()
-        return StreamingResponse(generate(params), background=BackgroundTask(semaphore.release))
+        slot = await admitted()
+        return StreamingResponse(generate(params, slot),
+                                 background=BackgroundTask(slot.release_unless_handed_over))
 
     @app.post("/worker_generate")
     async def worker_generate(request: Request) -> Response:
         last: bytes = b"{}"
         params = orjson.loads(await request.body())
-        await admitted()
+        slot = await admitted()
         try:
-            async for frame in generate(params):
+            async for frame in generate(params, slot):
                 last = frame.rstrip(b"\0")
         finally:
-            semaphore.release()
+            slot.release_unless_handed_over()
         return Response(last, media_type="application/json")
 
     @app.post("/worker_get_embeddings")
@@ -172,6 +201,7 @@ def create_worker_app(config: WorkerConfig) -> FastAPI:  # noqa: C901 - one hand
     @app.post("/worker_get_status")
     async def worker_get_status() -> Response:
         return _json({"model_names": config.model_names, "speed": 1,
-                      "queue_length": queue_length()})
+                      "queue_length": queue_length(),
+                      "generated_tokens": config.chat.generated_tokens if config.chat else 0})
 
     return app

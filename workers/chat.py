@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class ChatModel:
             metadata.get("tokenizer.chat_template"), override=template_override,
             stop_token_ids=[self._llm.token_eos()])
         self._lock = threading.Lock()
+        self.generated_tokens = 0  # over the worker's life, for its status
 
     def count_tokens(self, prompt: str) -> int:
         return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
@@ -66,7 +67,7 @@ class ChatModel:
             text = request.prompt if request.echo else ""
             count = 0
             finish: str | None = None
-            stream: Iterator[Any] = self._llm.create_completion(
+            stream: Iterator[Any] = self._llm.create_completion(  # type: ignore[assignment]
                 request.prompt, max_tokens=request.max_new_tokens,
                 temperature=request.temperature, top_p=request.top_p,
                 top_k=max(request.top_k, 0), presence_penalty=request.presence_penalty,
@@ -79,8 +80,10 @@ class ChatModel:
                         return
                     choice = chunk["choices"][0]
                     text += choice.get("text") or ""
-                    count += 1
                     finish = choice.get("finish_reason") or finish
+                    if choice.get("finish_reason") is None:
+                        count += 1  # llama.cpp ends with a frame that carries no new token
+                        self.generated_tokens += 1
                     emit(self._frame(text, prompt_tokens, count, None))
             finally:
                 close = getattr(stream, "close", None)
@@ -94,7 +97,10 @@ class ChatModel:
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": count,
                           "total_tokens": prompt_tokens + count}}
 
-    async def frames(self, request: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+    async def frames(self, request: GenerateRequest,
+                     on_exit: Callable[[], None]) -> AsyncIterator[dict[str, Any]]:
+        """Frames of one generation; ``on_exit`` runs on the loop once the model is free again,
+        which is after the client has gone, not when it goes."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
         cancelled = threading.Event()
@@ -109,6 +115,7 @@ class ChatModel:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
+                loop.call_soon_threadsafe(on_exit)
 
         worker = threading.Thread(target=work, name="llama-generate", daemon=True)
         worker.start()

