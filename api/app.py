@@ -11,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.auth import ApiKeyMiddleware, BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.gateway import Gateway
-from api.routes import chat, completions, embeddings, health, models
+from api.routes import chat, completions, embeddings, fastchat, health, models
 from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
 from consumers.transport import JobQueue
@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
     app = FastAPI(title="mqgate", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    for module in (chat, completions, embeddings, models, health):
+    for module in (chat, completions, embeddings, models, fastchat, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)

@@ -143,3 +143,32 @@ class WorkerAddressesResponse(Payload):
     """mqgate's controller extension: every live worker of a model, for client-side balancing."""
 
     addresses: list[str]
+
+
+# --- FastChat's own API extensions ----------------------------------------------------------
+
+
+class TokenCheckItem(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    model: str = Field(min_length=1, max_length=256)
+    prompt: str
+    max_tokens: int = Field(ge=0, le=1_048_576)
+
+
+class TokenCheckRequest(BaseModel):
+    """``POST /api/v1/token_check``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    prompts: list[TokenCheckItem] = Field(min_length=1, max_length=256)
+
+
+class TokenCheckResult(BaseModel):
+    fits: bool
+    tokenCount: int  # noqa: N815 - FastChat's field names
+    contextLength: int  # noqa: N815
+
+
+class TokenCheckResponse(BaseModel):
+    prompts: list[TokenCheckResult]

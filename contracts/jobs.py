@@ -19,6 +19,7 @@ class JobKind(StrEnum):
     CHAT = "chat"
     COMPLETION = "completion"
     EMBEDDING = "embedding"
+    TOKEN_CHECK = "token_check"  # FastChat's /api/v1/token_check: count, do not generate
 
 
 class JobMessage(Envelope):
@@ -82,6 +83,11 @@ class ChoiceUpdate(Envelope):
     logprobs: LogProbs | None = None
 
 
+class TokenCount(Envelope):
+    count: int
+    context_length: int
+
+
 class Reply(Envelope):
     """One message on an api process's reply queue.
 
@@ -96,6 +102,7 @@ class Reply(Envelope):
     choices: list[ChoiceUpdate] = Field(default_factory=list)
     usage: Usage | None = None
     embeddings: list[list[float]] | None = None
+    token_count: TokenCount | None = None
     error: ErrorDetail | None = None
 
 

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from contracts.errors import ErrorDetail, MqgateError
-from contracts.jobs import ChoiceUpdate, Reply, ReplyKind
+from contracts.jobs import ChoiceUpdate, Reply, ReplyKind, TokenCount
 from contracts.openai.common import Usage
 
 SendReply = Callable[[Reply], Awaitable[None]]
@@ -43,9 +43,11 @@ class ReplySink:
 
     async def _emit(self, kind: ReplyKind, choices: list[ChoiceUpdate], usage: Usage | None = None,
                     embeddings: list[list[float]] | None = None,
-                    error: ErrorDetail | None = None) -> None:
+                    error: ErrorDetail | None = None,
+                    token_count: TokenCount | None = None) -> None:
         reply = Reply(job_id=self._job_id, attempt=self._attempt, seq=self._seq, kind=kind,
-                      choices=choices, usage=usage, embeddings=embeddings, error=error)
+                      choices=choices, usage=usage, embeddings=embeddings, error=error,
+                      token_count=token_count)
         self._seq += 1
         await self._send(reply)
 
@@ -93,10 +95,11 @@ class ReplySink:
         if self._failure is not None:
             raise self._failure
 
-    async def finish(self, usage: Usage | None,
-                     embeddings: list[list[float]] | None = None) -> None:
+    async def finish(self, usage: Usage | None, embeddings: list[list[float]] | None = None,
+                     token_count: TokenCount | None = None) -> None:
         await self._drain()
-        await self._emit(ReplyKind.FINAL, self._take(), usage=usage, embeddings=embeddings)
+        await self._emit(ReplyKind.FINAL, self._take(), usage=usage, embeddings=embeddings,
+                         token_count=token_count)
 
     async def fail(self, error: MqgateError) -> None:
         """Send the error as this attempt's last reply; output already queued is dropped."""

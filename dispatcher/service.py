@@ -31,7 +31,7 @@ from contracts.fastchat import (
     GenerateParams,
     WorkerFrame,
 )
-from contracts.jobs import ChoiceUpdate, Job, JobKind
+from contracts.jobs import ChoiceUpdate, Job, JobKind, TokenCount
 from contracts.openai.common import Usage
 from dispatcher.deltas import DeltaTracker
 from dispatcher.forwarder import WorkerClient
@@ -84,6 +84,8 @@ class DispatchService:
             async with asyncio.timeout(job.remaining()):
                 if job.kind is JobKind.EMBEDDING:
                     await self._embed(job, sink)
+                elif job.kind is JobKind.TOKEN_CHECK:
+                    await self._count(job, sink)
                 else:
                     await self._generate(job, sink)
         except TimeoutError as exc:
@@ -178,6 +180,16 @@ class DispatchService:
                 break
         if finish is None:  # some workers end the body without a finish_reason
             sink.push(ChoiceUpdate(index=choice.index, finish_reason="stop"))
+
+    # --- token check ------------------------------------------------------------------------
+
+    async def _count(self, job: Job, sink: ReplySink) -> None:
+        async def count(address: str) -> TokenCount:
+            context = await self.resolver.context_length(address, job.model)
+            tokens = await self.workers.count_tokens(address, job.model, job.prompts[0])
+            return TokenCount(count=tokens, context_length=context)
+
+        await sink.finish(None, token_count=await self._with_worker(job, count))
 
     # --- embeddings -------------------------------------------------------------------------
 

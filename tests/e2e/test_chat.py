@@ -188,3 +188,23 @@ def test_raw_string_messages_are_the_prompt(http: httpx.Client, stack: Stack) ->
                                                        "messages": "raw prompt text"})
     assert response.status_code == 200
     assert stack.workers["chatml"].stats()["last_params"]["prompt"] == "raw prompt text"
+
+
+def test_fastchat_api_routes(http: httpx.Client, stack: Stack) -> None:
+    response = http.post("/api/v1/chat/completions", json={
+        "model": "chatml-model", "repetition_penalty": 1.2,
+        "messages": [{"role": "user", "content": "fastchat route"}]})
+    assert response.status_code == 200
+    assert stack.workers["chatml"].stats()["last_params"]["repetition_penalty"] == 1.2
+    checked = http.post("/api/v1/token_check", json={"prompts": [
+        {"model": "tiny", "prompt": "a b c", "max_tokens": 10},
+        {"model": "tiny", "prompt": "a b c", "max_tokens": 61}]})
+    assert checked.status_code == 200
+    assert checked.json() == {"prompts": [
+        {"fits": True, "tokenCount": 4, "contextLength": 64},
+        {"fits": False, "tokenCount": 4, "contextLength": 64}]}
+    unknown = http.post("/api/v1/token_check", json={"prompts": [
+        {"model": "nope", "prompt": "x", "max_tokens": 1}]})
+    assert unknown.status_code == 404
+    assert httpx.post(stack.base_url + "/api/v1/token_check", json={"prompts": []},
+                      timeout=10).status_code == 401
