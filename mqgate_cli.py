@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -12,20 +11,14 @@ from pathlib import Path
 
 import uvicorn
 
+from contracts.logs import configure_logging
 from contracts.settings import Settings
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _serve_app(app: object, host: str, port: int, settings: Settings) -> None:
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),  # type: ignore[arg-type]
-                access_log=False, loop="auto", http="auto", timeout_graceful_shutdown=
-                int(settings.shutdown_grace))
+                log_config=None, access_log=False, loop="auto", http="auto",
+                timeout_graceful_shutdown=int(settings.shutdown_grace))
 
 
 def _run_api(args: argparse.Namespace, settings: Settings) -> None:
@@ -158,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    _configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     args.run(args, settings)
 
 

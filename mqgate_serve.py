@@ -14,16 +14,15 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from api.app import create_app
+from consumers.health import QuietServer, quiet_server, serve_in_background
 from consumers.inprocess import InProcessTransport
 from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
@@ -39,14 +38,6 @@ log = logging.getLogger("mqgate.serve")
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBEDDING_MODEL = "all-minilm-l6-v2"
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its owner."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,18 +83,9 @@ def build_worker_app(options: WorkerOptions, *, address: str,
     return create_worker_app(config), config.model_names
 
 
-def _server(app: Any, host: str, port: int, settings: Settings) -> _Server:
-    return _Server(uvicorn.Config(app, host=host, port=port, access_log=False,
-                                  log_level=settings.log_level.lower(),
-                                  timeout_graceful_shutdown=int(settings.shutdown_grace)))
-
-
-async def _wait_started(server: _Server, task: asyncio.Task[None]) -> None:
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("a server stopped during start-up")
-        await asyncio.sleep(0.02)
+def _server(app: Any, host: str, port: int, settings: Settings) -> QuietServer:
+    return quiet_server(app, host, port, log_level=settings.log_level,
+                        grace=settings.shutdown_grace)
 
 
 async def _wait_models(controller_url: str, models: list[str]) -> None:
@@ -119,7 +101,9 @@ async def _wait_models(controller_url: str, models: list[str]) -> None:
 async def serve(settings: Settings, *, host: str, port: int, controller_port: int,
                 worker_port: int, options: WorkerOptions) -> None:
     controller_url = f"http://127.0.0.1:{controller_port}"
-    settings = settings.model_copy(update={"controller_url": controller_url})
+    # the api's /metrics shows the whole process: no separate dispatcher port
+    settings = settings.model_copy(update={"controller_url": controller_url,
+                                           "metrics_port": 0})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -141,13 +125,11 @@ async def serve(settings: Settings, *, host: str, port: int, controller_port: in
         else:
             queue = source = InProcessTransport(settings)
             transport_name = "in-process queue"
-        servers: list[tuple[_Server, asyncio.Task[None]]] = []
+        servers: list[tuple[QuietServer, asyncio.Task[None]]] = []
 
         async def start(app: Any, bind: str, bind_port: int) -> None:
             server = _server(app, bind, bind_port, settings)
-            task = asyncio.create_task(server.serve())
-            servers.append((server, task))
-            await _wait_started(server, task)
+            servers.append((server, await serve_in_background(server)))
 
         await start(create_controller_app(settings, store), "127.0.0.1", controller_port)
         models: list[str] = []

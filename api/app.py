@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -11,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.auth import ApiKeyMiddleware, BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.gateway import Gateway
+from api.metrics import QUEUE_DEPTH, MetricsMiddleware
 from api.routes import chat, completions, embeddings, fastchat, health, models
 from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
@@ -18,6 +21,20 @@ from consumers.transport import JobQueue
 from contracts.settings import Settings
 from dispatcher.cache import Cache, RedisCache
 from dispatcher.resolver import ControllerClient, ModelCatalog
+
+
+async def _watch_queue_depth(queue: JobQueue, interval: float = 5.0) -> None:
+    while True:
+        depth = await queue.depth()
+        if depth is not None:
+            QUEUE_DEPTH.set(depth)
+        await asyncio.sleep(interval)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: Settings, *, queue: JobQueue | None = None,
@@ -43,6 +60,8 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
             app.state.controller = controller
             app.state.gateway = Gateway(settings, jobs, ModelCatalog(controller, shared,
                                                                      settings))
+            poller = asyncio.create_task(_watch_queue_depth(jobs))
+            stack.push_async_callback(_cancel, poller)
             yield
 
     app = FastAPI(title="mqgate", version="0.1.0", lifespan=lifespan,
@@ -52,6 +71,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
+    app.add_middleware(MetricsMiddleware)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])

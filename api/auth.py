@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import error_body
 from contracts.errors import AuthenticationError, MqgateError, PayloadTooLargeError
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 async def _send_error(send: Send, error: MqgateError) -> None:

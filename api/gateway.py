@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from api.metrics import CANCELLATIONS
 from consumers.reply_router import ReplyOverflowError, Subscription
 from consumers.transport import JobQueue
 from contracts.errors import (
@@ -24,6 +25,7 @@ from contracts.errors import (
     error_from_detail,
 )
 from contracts.jobs import Job, Reply, ReplyKind
+from contracts.logs import job_id_var
 from contracts.settings import Settings
 from dispatcher.resolver import ModelCatalog
 
@@ -124,6 +126,7 @@ class Gateway:
 
     async def submit(self, job: Job) -> ReplyReader:
         """Subscribe, then publish: no reply can arrive before its reader exists."""
+        job_id_var.set(job.id)
         subscription = self.queue.router.subscribe(job.id)
         try:
             await self.queue.publish_job(job)
@@ -134,6 +137,7 @@ class Gateway:
 
     def cancel(self, job: Job) -> None:
         """Tell dispatchers to stop ``job``; runs in the background so it survives teardown."""
+        CANCELLATIONS.inc()
         task = asyncio.create_task(self.queue.publish_cancel(job.id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

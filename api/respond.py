@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -10,7 +12,8 @@ from starlette.responses import Response
 
 from api.disconnect import ClientDisconnectedError, unless_disconnected
 from api.gateway import Gateway
-from api.sse import reply_events, sse_response
+from api.metrics import TTFT, route_of
+from api.sse import EventRenderer, reply_events, sse_response
 from contracts.jobs import Job, Reply
 
 CLIENT_CLOSED = 499
@@ -28,7 +31,24 @@ def json_response(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
+def timed(request: Request, render: EventRenderer) -> EventRenderer:
+    """``render``, observing the time to the first generated text on the way."""
+    started: float = getattr(request.state, "started", time.monotonic())
+    route = route_of(request.scope)
+    waiting = True
+
+    def render_timed(reply: Reply) -> Iterable[bytes]:
+        nonlocal waiting
+        if waiting and any(choice.text for choice in reply.choices):
+            waiting = False
+            TTFT.labels(route=route).observe(time.monotonic() - started)
+        return render(reply)
+
+    return render_timed
+
+
 async def respond(request: Request, gateway: Gateway, job: Job, renderer: Renderer) -> Response:
+    request.state.model = job.model
     reader = await gateway.submit(job)
     streaming = False
     try:
@@ -36,7 +56,7 @@ async def respond(request: Request, gateway: Gateway, job: Job, renderer: Render
             first = await unless_disconnected(request, reader.first())
             streaming = True
             return sse_response(reply_events(gateway, reader, first, renderer.opening(),
-                                             renderer.chunks))
+                                             timed(request, renderer.chunks)))
         replies = await unless_disconnected(request, reader.final())
         return json_response(renderer.complete(replies))
     except ClientDisconnectedError:

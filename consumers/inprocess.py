@@ -65,6 +65,9 @@ class InProcessTransport:
     async def ping(self) -> bool:
         return True
 
+    async def depth(self) -> int | None:
+        return len(self._queue)
+
     # --- dispatcher side --------------------------------------------------------------------
 
     async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,

@@ -14,6 +14,8 @@ import time
 
 from consumers.transport import Delivery
 from contracts.errors import DeadlineExceededError, MqgateError
+from contracts.logs import job_id_var
+from dispatcher.metrics import CANCELLATIONS, EXPIRED, IN_FLIGHT, JOBS, QUEUED_SECONDS
 from dispatcher.replies import ReplySink
 from dispatcher.service import DispatchService
 
@@ -26,8 +28,6 @@ class JobRunner:
         self._remember = remember_cancels
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: dict[str, float] = {}
-        self.completed = 0
-        self.cancelled_count = 0
 
     @property
     def in_flight(self) -> int:
@@ -54,7 +54,6 @@ class JobRunner:
             self._cancelled = {k: v for k, v in self._cancelled.items() if v > now}
         task = self._running.get(job_id)
         if task is not None:
-            self.cancelled_count += 1
             task.cancel()
 
     def _is_cancelled(self, job_id: str) -> bool:
@@ -63,33 +62,44 @@ class JobRunner:
 
     async def _run(self, delivery: Delivery) -> None:
         job = delivery.job
+        job_id_var.set(job.id)  # this task's log lines carry the job id
         sink = ReplySink(job_id=job.id, attempt=delivery.attempt, stream=job.stream,
                          send=delivery.reply)
         if self._is_cancelled(job.id):
             await delivery.ack()
             return
         if job.remaining() <= 0:
+            EXPIRED.inc()
             await self._report(sink, DeadlineExceededError("the request's deadline passed "
                                                            "while it was queued"))
             await delivery.ack()
             return
+        QUEUED_SECONDS.observe(max(time.time() - job.submitted, 0.0))
+        outcome = "ok"
+        IN_FLIGHT.inc()
         try:
             if delivery.redelivered and job.stream:
                 await sink.started()
             await self._service.run(job, sink)
-            self.completed += 1
         except asyncio.CancelledError:
             await sink.aclose()
             if self._is_cancelled(job.id):
+                CANCELLATIONS.inc()
+                JOBS.labels(kind=job.kind, model=job.model, outcome="cancelled").inc()
                 await delivery.ack()
                 return
             await delivery.requeue()
             raise
         except MqgateError as exc:
+            outcome = exc.code
             await self._report(sink, exc)
         except Exception:
-            log.exception("job %s failed", job.id)
+            outcome = "internal_error"
+            log.exception("job failed")
             await self._report(sink, MqgateError("the dispatcher failed on this request"))
+        finally:
+            IN_FLIGHT.dec()
+        JOBS.labels(kind=job.kind, model=job.model, outcome=outcome).inc()
         await sink.aclose()
         await delivery.ack()
 

@@ -149,6 +149,15 @@ class RabbitJobQueue(RabbitBroker):
         except _BROKER_ERRORS as exc:
             raise BrokerUnavailableError("the message broker is unavailable") from exc
 
+    async def depth(self) -> int | None:
+        try:
+            declared = await self._publish.declare_queue(self.topology.jobs_queue, passive=True,
+                                                         timeout=self.settings.publish_timeout)
+        except (*_BROKER_ERRORS, DeliveryError, PublishError):
+            return None
+        count = declared.declaration_result.message_count
+        return int(count) if count is not None else None
+
     async def publish_cancel(self, job_id: str) -> None:
         message = aio_pika.Message(Cancel(job_id=job_id).model_dump_json().encode())
         try:

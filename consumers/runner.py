@@ -6,6 +6,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
+from consumers.health import QuietServer, create_health_app, quiet_server, serve_in_background
 from consumers.job_consumer import JobRunner
 from consumers.rabbitmq import RabbitJobSource
 from consumers.transport import JobSource
@@ -16,6 +17,11 @@ from dispatcher.resolver import ControllerClient, WorkerResolver
 from dispatcher.service import DispatchService
 
 log = logging.getLogger(__name__)
+
+
+async def _stop_server(server: QuietServer, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await task
 
 
 async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
@@ -43,6 +49,15 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)
         log.info("dispatcher consuming %s with concurrency %d", settings.topology.jobs_queue,
                  settings.concurrency)
+        if settings.metrics_port:
+            server = quiet_server(create_health_app({
+                "broker": source.ping, "redis": cache.ping, "controller": controller.ping}),
+                settings.metrics_host, settings.metrics_port, log_level=settings.log_level,
+                grace=1.0)
+            task = await serve_in_background(server)
+            stack.push_async_callback(_stop_server, server, task)
+            log.info("health and metrics on http://%s:%d", settings.metrics_host,
+                     settings.metrics_port)
         if ready is not None:
             ready.set()
         await stop.wait()

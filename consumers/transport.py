@@ -38,6 +38,10 @@ class JobQueue(Protocol):
 
     async def publish_cancel(self, job_id: str) -> None: ...
 
+    async def depth(self) -> int | None:
+        """Jobs waiting in the queue, or None when that cannot be known now."""
+        ...
+
     async def ping(self) -> bool: ...
 
 

@@ -61,6 +61,7 @@ class Job(Envelope):
     n: int = 1
     stream: bool = False
     deadline: float
+    submitted: float = Field(default_factory=time.time)
     priority: int = 0
 
     def remaining(self, now: float | None = None) -> float:

@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     heart_beat_expiration: float = Field(default=90.0, gt=0)
     dispatch_method: Literal["shortest_queue", "lottery"] = "shortest_queue"
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning",
+                       "error"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

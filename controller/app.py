@@ -178,6 +178,19 @@ def create_controller_app(settings: Settings,  # noqa: C901 - one handler per ro
 
         return StreamingResponse(relay())
 
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            await registry().models()
+        except (OSError, aioredis.RedisError):
+            return Response(orjson.dumps({"status": "unready", "checks": {"redis": False}}),
+                            status_code=503, media_type="application/json")
+        return _json({"status": "ready", "checks": {"redis": True}})
+
     @app.get("/test_connection")
     async def test_connection() -> Response:
         return _json("success")

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.errors import MqgateError
 from dispatcher.cache import Cache
+from dispatcher.metrics import CACHE_LOOKUPS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,13 +40,14 @@ class CachedLookup(Generic[T]):
         self._max_stale = max_stale
         self._memo: dict[str, _Entry[T]] = {}
         self._loads: dict[str, asyncio.Task[T]] = {}
-        self.hits = 0
-        self.misses = 0
+        kind = prefix.rstrip(":").rsplit(":", 1)[-1]
+        self._hit = CACHE_LOOKUPS.labels(kind=kind, result="hit")
+        self._miss = CACHE_LOOKUPS.labels(kind=kind, result="miss")
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         entry = self._memo.get(key)
         if entry is not None and time.time() - entry.stored_at < self._ttl:
-            self.hits += 1
+            self._hit.inc()
             return entry.value
         task = self._loads.get(key)
         if task is None:
@@ -61,10 +63,10 @@ class CachedLookup(Generic[T]):
     async def _refresh(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         shared = await self._from_cache(key)
         if shared is not None and time.time() - shared.stored_at < self._ttl:
-            self.hits += 1
+            self._hit.inc()
             self._memo[key] = shared
             return shared.value
-        self.misses += 1
+        self._miss.inc()
         try:
             value = await load()
         except MqgateError:

@@ -126,10 +126,6 @@ class WorkerResolver:
         self._unhealthy: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
 
-    @property
-    def cache_hits(self) -> int:
-        return self._addresses.hits
-
     async def addresses(self, model: str) -> list[str]:
         return await self._addresses.get(model,
                                          lambda: self._controller.worker_addresses(model))

@@ -36,6 +36,7 @@ from contracts.openai.common import Usage
 from dispatcher.deltas import DeltaTracker
 from dispatcher.forwarder import WorkerClient
 from dispatcher.limits import max_new_tokens
+from dispatcher.metrics import WORKER_ERRORS, WORKER_RETRIES
 from dispatcher.prompt import merge_stops, render_prompt
 from dispatcher.replies import ReplySink
 from dispatcher.resolver import WorkerResolver
@@ -105,11 +106,17 @@ class DispatchService:
             with attempt:
                 address = await self.resolver.choose(job.model, tried)
                 tried.add(address)
+                if attempt.retry_state.attempt_number > 1:
+                    WORKER_RETRIES.inc()
                 try:
                     with self.resolver.lease(address):
                         return await call(address)
-                except WorkerConnectError:
+                except WorkerConnectError as exc:
+                    WORKER_ERRORS.labels(code=exc.code).inc()
                     await self.resolver.evict(job.model, address)
+                    raise
+                except WorkerError as exc:
+                    WORKER_ERRORS.labels(code=exc.code).inc()
                     raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 

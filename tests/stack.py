@@ -35,6 +35,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    url: str = ""  # its HTTP side port, where it has one
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.popen.poll() is None:
@@ -101,17 +102,18 @@ class Stack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def _spawn(self, name: str, args: list[str]) -> Proc:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.workdir / f"{name}.log"
         with log.open("ab") as handle:
-            popen = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=handle,
+            popen = subprocess.Popen(args, cwd=ROOT, env={**self.env, **(env or {})},
+                                     stdout=handle,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
 
-    def _mqgate(self, name: str, *args: str) -> Proc:
-        return self._spawn(name, [sys.executable, "-m", "mqgate_cli", *args])
+    def _mqgate(self, name: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+        return self._spawn(name, [sys.executable, "-m", "mqgate_cli", *args], env)
 
     def start_controller(self) -> None:
         self.controller_port = free_port()
@@ -131,7 +133,10 @@ class Stack:
         return worker
 
     def start_dispatcher(self, *extra: str) -> Proc:
-        proc = self._mqgate(f"dispatcher-{len(self.dispatchers)}", "dispatcher", *extra)
+        port = free_port()
+        proc = self._mqgate(f"dispatcher-{len(self.dispatchers)}", "dispatcher", *extra,
+                            env={"MQGATE_METRICS_PORT": str(port)})
+        proc.url = f"http://127.0.0.1:{port}"
         self.dispatchers.append(proc)
         return proc
 

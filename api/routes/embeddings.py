@@ -21,6 +21,7 @@ async def _embed(request: Request, gateway: GatewayDep, path_model: str | None) 
         raise RequestError("you must provide a model parameter", param="model")
     job = embedding_job(body, model, timeout=gateway.settings.request_timeout)
     await gateway.check_model(model)
+    request.state.model = model
     reader = await gateway.submit(job)
     try:
         replies = await unless_disconnected(request, reader.final())

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from api.deps import GatewayDep
@@ -24,3 +25,8 @@ async def readyz(request: Request, gateway: GatewayDep) -> Response:
     ready = all(checks.values())
     return Response(orjson.dumps({"status": "ready" if ready else "unready", "checks": checks}),
                     status_code=200 if ready else 503, media_type="application/json")
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

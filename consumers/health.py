@@ -1,0 +1,64 @@
+"""A dispatcher's HTTP side port: /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+Check = Callable[[], Awaitable[bool]]
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the process that runs it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def create_health_app(checks: dict[str, Check]) -> FastAPI:
+    app = FastAPI(title="mqgate dispatcher", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        results = {name: await check() for name, check in checks.items()}
+        ready = all(results.values())
+        return Response(orjson.dumps({"status": "ready" if ready else "unready",
+                                      "checks": results}),
+                        status_code=200 if ready else 503, media_type="application/json")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def quiet_server(app: Any, host: str, port: int, *, log_level: str,
+                 grace: float) -> QuietServer:
+    return QuietServer(uvicorn.Config(app, host=host, port=port, access_log=False,
+                                      log_config=None, log_level=log_level.lower(),
+                                      timeout_graceful_shutdown=int(grace)))
+
+
+async def serve_in_background(server: QuietServer) -> asyncio.Task[None]:
+    """Start ``server`` and return once it listens (or raise if it could not start)."""
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server stopped during start-up")
+        await asyncio.sleep(0.02)
+    return task
