@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger("mqgate.access")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 REQUESTS = Counter("mqgate_api_requests_total", "HTTP requests, by route, model and status",
@@ -56,5 +58,8 @@ class MetricsMiddleware:
             IN_FLIGHT.dec()
             route = route_of(scope)
             model = str(scope["state"].get("model", ""))
+            seconds = time.monotonic() - started
             REQUESTS.labels(route=route, model=model, status=str(status)).inc()
-            LATENCY.labels(route=route).observe(time.monotonic() - started)
+            LATENCY.labels(route=route).observe(seconds)
+            if scope["path"] not in ("/healthz", "/readyz"):
+                log.info("%s %s %d %.3fs", scope["method"], route, status, seconds)

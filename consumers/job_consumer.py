@@ -100,6 +100,8 @@ class JobRunner:
         finally:
             IN_FLIGHT.dec()
         JOBS.labels(kind=job.kind, model=job.model, outcome=outcome).inc()
+        log.log(logging.INFO if outcome == "ok" else logging.WARNING,
+                "%s job for %s ended: %s", job.kind, job.model, outcome)
         await sink.aclose()
         await delivery.ack()
 

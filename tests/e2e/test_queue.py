@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,44 @@ def test_killed_dispatcher_mid_stream_ends_the_stream_with_an_error(own_stack: S
     full = expected_text(vicuna(content))[0]
     assert full.startswith(text) and text != full  # a prefix, never repeated or mixed
     assert ended_after < 10
+
+
+def test_sigterm_lets_the_dispatcher_finish_its_jobs(own_stack: Stack) -> None:
+    stack = own_stack
+    dispatcher = stack.start_dispatcher()
+    wait_log(dispatcher, "consuming")
+    content = "finish me [[delay=0.2]] [[tokens=10]]"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(chat, stack, content)
+        deadline = time.monotonic() + 10
+        while stack.workers["w"].stats()["active"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        dispatcher.kill(signal.SIGTERM)
+        response = pending.result()
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == expected_text(
+        vicuna(content))[0]
+    assert dispatcher.popen.wait(30) == 0
+    assert stack.workers["w"].stats()["started"] == 1
+
+
+@pytest.mark.parametrize("own_stack", [{"MQGATE_SHUTDOWN_GRACE": "0.5"}], indirect=True)
+def test_sigterm_requeues_what_does_not_finish_in_the_grace_period(own_stack: Stack) -> None:
+    stack = own_stack
+    first = stack.start_dispatcher()
+    wait_log(first, "consuming")
+    content = "too slow to finish [[delay=0.2]] [[tokens=15]]"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(chat, stack, content)
+        deadline = time.monotonic() + 10
+        while stack.workers["w"].stats()["active"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = stack.start_dispatcher()
+        wait_log(second, "consuming")
+        first.kill(signal.SIGTERM)
+        response = pending.result()
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == expected_text(
+        vicuna(content))[0]
+    assert first.popen.wait(30) == 0
+    assert stack.workers["w"].stats()["started"] == 2  # requeued, run again by the second

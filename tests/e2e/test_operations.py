@@ -1,0 +1,115 @@
+"""What an operator watches: metrics after real traffic, health endpoints, logs."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import API_KEYS
+from tests.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    values: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return values
+
+
+def total(values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in values.items() if n == name and wanted <= ls)
+
+
+def dispatchers_total(stack: Stack, name: str, **labels: str) -> float:
+    return sum(total(scrape(d.url), name, **labels) for d in stack.dispatchers)
+
+
+def test_metrics_count_real_traffic(stack: Stack, client: openai.OpenAI) -> None:
+    api_before = scrape(stack.base_url)
+    jobs_before = dispatchers_total(stack, "mqgate_dispatcher_jobs_total", kind="chat",
+                                    model="chatml-model", outcome="ok")
+    queued_before = dispatchers_total(stack, "mqgate_dispatcher_queued_seconds_count")
+    for _ in range(3):
+        client.chat.completions.create(model="chatml-model",
+                                       messages=[{"role": "user", "content": "count me"}])
+    list(client.chat.completions.create(model="chatml-model", stream=True,
+                                        messages=[{"role": "user", "content": "stream me"}]))
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="missing", messages=[{"role": "user",
+                                                                   "content": "x"}])
+    api_after = scrape(stack.base_url)
+    route = "/v1/chat/completions"
+
+    def delta(name: str, **labels: str) -> float:
+        return total(api_after, name, **labels) - total(api_before, name, **labels)
+
+    assert delta("mqgate_api_requests_total", route=route, model="chatml-model",
+                 status="200") == 4
+    assert delta("mqgate_api_requests_total", route=route, status="404") == 1
+    assert delta("mqgate_api_request_duration_seconds_count", route=route) == 5
+    assert delta("mqgate_api_time_to_first_token_seconds_count", route=route) == 1
+    assert dispatchers_total(stack, "mqgate_dispatcher_jobs_total", kind="chat",
+                             model="chatml-model", outcome="ok") - jobs_before == 4
+    assert dispatchers_total(stack, "mqgate_dispatcher_queued_seconds_count") - \
+        queued_before == 4
+    assert dispatchers_total(stack, "mqgate_cache_lookups_total", kind="workers",
+                             result="hit") > 0
+    assert "mqgate_queue_depth" in {name for name, _ in api_after}
+    assert total(api_after, "mqgate_api_requests_in_flight") >= 0
+
+
+def test_worker_failures_are_counted(stack: Stack, client: openai.OpenAI) -> None:
+    before = dispatchers_total(stack, "mqgate_dispatcher_worker_errors_total",
+                               code="worker_error")
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="chatml-model", messages=[
+            {"role": "user", "content": "fail [[error]]"}])
+    assert dispatchers_total(stack, "mqgate_dispatcher_worker_errors_total",
+                             code="worker_error") == before + 1
+    assert dispatchers_total(stack, "mqgate_dispatcher_jobs_total", model="chatml-model",
+                             outcome="worker_error") >= 1
+
+
+def test_health_and_readiness_answer_without_a_key(stack: Stack) -> None:
+    for url in (stack.base_url, stack.controller_url, *(d.url for d in stack.dispatchers)):
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+        ready = httpx.get(url + "/readyz", timeout=10)
+        assert ready.status_code == 200, (url, ready.text)
+        assert ready.json()["status"] == "ready"
+    assert set(httpx.get(stack.base_url + "/readyz").json()["checks"]) == {
+        "broker", "redis", "controller"}
+
+
+def test_logs_are_json_with_job_ids_and_never_prompts_or_keys(stack: Stack,
+                                                              client: openai.OpenAI) -> None:
+    secret = "SECRET-PROMPT-9f1c2"
+    client.chat.completions.create(model="chatml-model",
+                                   messages=[{"role": "user", "content": secret}])
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="chatml-model", messages=[
+            {"role": "user", "content": f"{secret} [[error]]"}])
+    mqgate_logs = [p for p in stack.procs if not p.name.startswith("worker-")]
+    job_ids = set()
+    for proc in mqgate_logs:
+        text = proc.log.read_text(errors="replace")
+        assert secret not in text, proc.name
+        for key in API_KEYS:
+            assert key not in text, proc.name
+        for line in text.splitlines():
+            assert line.startswith("{") and line.endswith("}"), (proc.name, line)
+            if match := re.search(r'"job_id": "([0-9a-f]{32})"', line):
+                job_ids.add(match.group(1))
+    api_lines = stack.procs[[p.name for p in stack.procs].index("api")].log.read_text()
+    assert any('"job_id"' in line and "/v1/chat/completions" in line
+               for line in api_lines.splitlines())
+    assert len(job_ids) >= 2
