@@ -1,7 +1,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,local
+EXTRAS ?= dev,local,bench
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
@@ -30,4 +30,13 @@ test: install ## the whole test suite (needs RabbitMQ and Redis)
 serve: install ## run the whole stack with the bundled models on :8000
 	$(BIN)/mqgate serve
 
-.PHONY: help install lint typecheck test serve
+FASTCHAT_VENV := bench/.venv-fastchat
+
+$(FASTCHAT_VENV)/bin/python:
+	$(PYTHON) -m venv $(FASTCHAT_VENV)
+	$(FASTCHAT_VENV)/bin/python -m pip install -q "fschat==0.2.36" "pydantic<2" "fastapi<0.113" "uvicorn[standard]"
+
+bench: install $(FASTCHAT_VENV)/bin/python ## mqgate against FastChat's server and the bare worker (needs RabbitMQ and Redis)
+	$(BIN)/python -m bench.run
+
+.PHONY: help install lint typecheck test serve bench

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from api.gateway import Gateway
 
 
-def _gateway(request: Request) -> Gateway:
+async def _gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 

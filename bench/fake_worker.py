@@ -64,23 +64,24 @@ class FakeWorker:
         path = scope["path"]
         if path == "/worker_generate_stream":
             await self._stream(send)
-        elif path == "/worker_generate":
-            await self._json(send, self.final)
-        elif path == "/worker_get_embeddings":
-            count = len(orjson.loads(body).get("input") or [])
-            await self._json(send, orjson.dumps({"embedding": [EMBEDDING] * count,
-                                                 "token_num": 4 * count}))
-        elif path == "/worker_get_conv_template":
-            await self._json(send, orjson.dumps({"conv": CONV}))
-        elif path == "/model_details":
-            await self._json(send, b'{"context_length": 4096}')
-        elif path == "/count_token":
-            await self._json(send, b'{"count": 8, "error_code": 0}')
-        elif path == "/worker_get_status":
-            await self._json(send, self._status())
-        else:
+            return
+        answer = self._answer(path, body)
+        if answer is None:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
+        else:
+            await self._json(send, answer)
+
+    def _answer(self, path: str, body: bytes) -> bytes | None:
+        if path == "/worker_get_embeddings":
+            count = len(orjson.loads(body).get("input") or [])
+            return orjson.dumps({"embedding": [EMBEDDING] * count, "token_num": 4 * count})
+        fixed = {"/worker_generate": self.final,
+                 "/worker_get_conv_template": orjson.dumps({"conv": CONV}),
+                 "/model_details": b'{"context_length": 4096}',
+                 "/count_token": b'{"count": 8, "error_code": 0}',
+                 "/worker_get_status": self._status()}
+        return fixed.get(path)
 
     def _status(self) -> bytes:
         return orjson.dumps({"model_names": [self.model], "speed": 1,

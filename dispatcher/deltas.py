@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from contracts.fastchat import WorkerFrame
-from contracts.jobs import ChoiceUpdate
+from contracts.openai.common import LogProbs
+
+
+class Delta(NamedTuple):
+    text: str
+    finish_reason: str | None
+    logprobs: LogProbs | None
 
 
 class DeltaTracker:
@@ -12,12 +20,11 @@ class DeltaTracker:
     U+FFFD (half of a multi-byte character) is stripped; text only advances when it grows.
     """
 
-    def __init__(self, index: int) -> None:
-        self.index = index
+    def __init__(self) -> None:
         self.text = ""
         self._logprob_tokens = 0
 
-    def update(self, frame: WorkerFrame) -> ChoiceUpdate | None:
+    def update(self, frame: WorkerFrame) -> Delta | None:
         text = frame.text.replace("\ufffd", "")
         delta = text[len(self.text):]
         if len(text) > len(self.text):
@@ -28,5 +35,4 @@ class DeltaTracker:
             self._logprob_tokens = len(frame.logprobs.tokens)
         if not delta and frame.finish_reason is None and logprobs is None:
             return None
-        return ChoiceUpdate(index=self.index, text=delta, finish_reason=frame.finish_reason,
-                            logprobs=logprobs)
+        return Delta(delta, frame.finish_reason, logprobs)

@@ -1,13 +1,19 @@
-"""HTTP calls to FastChat-protocol model workers over one pooled client."""
+"""HTTP calls to FastChat-protocol model workers over one pooled aiohttp session.
+
+aiohttp's C parser reads a worker's many small stream chunks at a fraction of the CPU of a
+pure-Python HTTP stack, and its session keeps connections to each worker alive.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-import httpx
+import aiohttp
 import orjson
 from pydantic import BaseModel, ValidationError
 
@@ -25,8 +31,10 @@ from contracts.fastchat import (
 
 log = logging.getLogger(__name__)
 
-_USER_AGENT = "mqgate-dispatcher"
-_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_HEADERS = {"User-Agent": "mqgate-dispatcher", "Content-Type": "application/json"}
+_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError,
+                   aiohttp.ServerDisconnectedError)
+_DRAIN_SECONDS = 1.0  # how long to read past a final frame so the connection can be reused
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -43,36 +51,76 @@ def split_frames(buffer: bytearray, data: bytes) -> list[bytes]:
     return frames
 
 
+class WorkerStream:
+    """The frames of one ``/worker_generate_stream`` response."""
+
+    def __init__(self, address: str, response: aiohttp.ClientResponse) -> None:
+        self._address = address
+        self._response = response
+        self.received = False
+
+    async def __aiter__(self) -> AsyncIterator[WorkerFrame]:
+        buffer = bytearray()
+        try:
+            async for data in self._response.content.iter_any():
+                for raw in split_frames(buffer, data):
+                    self.received = True
+                    yield WorkerFrame.model_validate_json(raw)
+        except ValidationError as exc:
+            raise WorkerStreamError(f"worker {self._address} sent a malformed frame") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            cls = WorkerStreamError if self.received else WorkerConnectError
+            raise cls(f"worker {self._address} stream broke: {type(exc).__name__}") from exc
+        if buffer.strip():
+            raise WorkerStreamError(f"worker {self._address} stream ended inside a frame")
+
+    async def drain(self) -> None:
+        """Read the rest of the body (a worker ends soon after its final frame), so the
+        connection goes back to the pool; give up quickly if it does not end."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                async for _ in self._response.content.iter_any():
+                    pass
+
+
 class WorkerClient:
     """Talks to workers; one instance (one connection pool) per dispatcher process."""
 
-    def __init__(self, *, connect_timeout: float, read_timeout: float,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            headers={"User-Agent": _USER_AGENT},
-            follow_redirects=False,
-            transport=transport,
-        )
+    def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
+                                              sock_connect=connect_timeout,
+                                              sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
+                                             enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  headers=_HEADERS, auto_decompress=True)
+        return self._session
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def _post(self, address: str, path: str, body: object, model: type[M]) -> M:
         try:
-            response = await self._client.post(address + path, content=orjson.dumps(body),
-                                               headers={"content-type": "application/json"})
+            async with self.session.post(address + path, data=orjson.dumps(body),
+                                         allow_redirects=False) as response:
+                content = await response.read()
+                status = response.status
         except _CONNECT_ERRORS as exc:
             raise WorkerConnectError(f"worker {address} is unreachable") from exc
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise WorkerError(f"worker {address} failed on {path}: {type(exc).__name__}") from exc
-        if response.status_code >= 500:
-            raise WorkerConnectError(f"worker {address} answered {response.status_code} on {path}")
-        if response.status_code != 200:
-            raise WorkerError(f"worker {address} answered {response.status_code} on {path}")
+        if status >= 500:
+            raise WorkerConnectError(f"worker {address} answered {status} on {path}")
+        if status != 200:
+            raise WorkerError(f"worker {address} answered {status} on {path}")
         try:
-            return model.model_validate_json(response.content)
+            return model.model_validate_json(content)
         except ValidationError as exc:
             raise WorkerError(f"worker {address} sent a malformed answer on {path}") from exc
 
@@ -101,43 +149,29 @@ class WorkerClient:
 
     @asynccontextmanager
     async def generate_stream(self, address: str, params: GenerateParams,
-                              ) -> AsyncIterator[AsyncIterator[WorkerFrame]]:
-        """Open ``/worker_generate_stream``; leaving the block closes the stream at the worker.
+                              ) -> AsyncIterator[WorkerStream]:
+        """Open ``/worker_generate_stream``; leaving the block early closes the connection,
+        which is what tells the worker to stop generating.
 
         Raises WorkerConnectError (retryable) when the worker cannot be reached or fails before
         sending a body; errors after that are WorkerStreamError.
         """
-        request = self._client.build_request(
-            "POST", address + "/worker_generate_stream",
-            content=orjson.dumps(params.model_dump(exclude_none=True)),
-            headers={"content-type": "application/json"})
         try:
-            response = await self._client.send(request, stream=True)
-        except _CONNECT_ERRORS as exc:
-            raise WorkerConnectError(f"worker {address} is unreachable") from exc
-        except httpx.HTTPError as exc:
-            raise WorkerConnectError(f"worker {address} failed: {type(exc).__name__}") from exc
+            response = await self.session.post(
+                address + "/worker_generate_stream",
+                data=orjson.dumps(params.model_dump(exclude_none=True)), allow_redirects=False)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise WorkerConnectError(f"worker {address} is unreachable: "
+                                     f"{type(exc).__name__}") from exc
+        completed = False
         try:
-            if response.status_code != 200:
-                cls = WorkerConnectError if response.status_code >= 500 else WorkerError
-                raise cls(f"worker {address} answered {response.status_code}")
-            yield self._frames(address, response)
+            if response.status != 200:
+                cls = WorkerConnectError if response.status >= 500 else WorkerError
+                raise cls(f"worker {address} answered {response.status}")
+            yield WorkerStream(address, response)
+            completed = True
         finally:
-            await response.aclose()
-
-    async def _frames(self, address: str, response: httpx.Response,
-                      ) -> AsyncIterator[WorkerFrame]:
-        buffer = bytearray()
-        received = False
-        try:
-            async for data in response.aiter_bytes():
-                for raw in split_frames(buffer, data):
-                    received = True
-                    yield WorkerFrame.model_validate_json(raw)
-        except ValidationError as exc:
-            raise WorkerStreamError(f"worker {address} sent a malformed frame") from exc
-        except httpx.HTTPError as exc:
-            cls = WorkerStreamError if received else WorkerConnectError
-            raise cls(f"worker {address} stream broke: {type(exc).__name__}") from exc
-        if buffer.strip():
-            raise WorkerStreamError(f"worker {address} stream ended inside a frame")
+            if completed:
+                response.release()
+            else:
+                response.close()

@@ -13,17 +13,32 @@ from collections.abc import Awaitable, Callable
 
 from contracts.errors import ErrorDetail, MqgateError
 from contracts.jobs import ChoiceUpdate, Reply, ReplyKind, TokenCount
-from contracts.openai.common import Usage
+from contracts.openai.common import LogProbs, Usage
 
 SendReply = Callable[[Reply], Awaitable[None]]
 
 
-def _merge(old: ChoiceUpdate, new: ChoiceUpdate) -> ChoiceUpdate:
-    logprobs = old.logprobs
-    if new.logprobs is not None:
-        logprobs = new.logprobs if logprobs is None else logprobs.joined(new.logprobs)
-    return ChoiceUpdate(index=old.index, text=old.text + new.text,
-                        finish_reason=new.finish_reason or old.finish_reason, logprobs=logprobs)
+class _Pending:
+    """Output of one choice not sent yet; cheap to add to, turned into a model when sent."""
+
+    __slots__ = ("finish_reason", "logprobs", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.logprobs: LogProbs | None = None
+
+    def add(self, text: str, finish_reason: str | None, logprobs: LogProbs | None) -> None:
+        if text:
+            self.parts.append(text)
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        if logprobs is not None:
+            self.logprobs = logprobs if self.logprobs is None else self.logprobs.joined(logprobs)
+
+    def update(self, index: int) -> ChoiceUpdate:
+        return ChoiceUpdate(index=index, text="".join(self.parts),
+                            finish_reason=self.finish_reason, logprobs=self.logprobs)
 
 
 class ReplySink:
@@ -33,7 +48,7 @@ class ReplySink:
         self._stream = stream
         self._send = send
         self._seq = 0
-        self._pending: dict[int, ChoiceUpdate] = {}
+        self._pending: dict[int, _Pending] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -54,12 +69,16 @@ class ReplySink:
     async def started(self) -> None:
         await self._emit(ReplyKind.STARTED, [])
 
-    def push(self, update: ChoiceUpdate) -> None:
-        """Queue an update; raises if an earlier send failed (the api may be gone)."""
+    def push(self, index: int, text: str = "", finish_reason: str | None = None,
+             logprobs: LogProbs | None = None) -> None:
+        """Queue output of choice ``index``; raises if an earlier send failed (the api may be
+        gone)."""
         if self._failure is not None:
             raise self._failure
-        old = self._pending.get(update.index)
-        self._pending[update.index] = update if old is None else _merge(old, update)
+        pending = self._pending.get(index)
+        if pending is None:
+            pending = self._pending[index] = _Pending()
+        pending.add(text, finish_reason, logprobs)
         if self._stream:
             self._idle.clear()
             self._wake.set()
@@ -67,7 +86,7 @@ class ReplySink:
                 self._flusher = asyncio.create_task(self._flush_loop())
 
     def _take(self) -> list[ChoiceUpdate]:
-        choices = [self._pending[i] for i in sorted(self._pending)]
+        choices = [self._pending[i].update(i) for i in sorted(self._pending)]
         self._pending.clear()
         return choices
 

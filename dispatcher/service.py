@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -31,10 +31,10 @@ from contracts.fastchat import (
     GenerateParams,
     WorkerFrame,
 )
-from contracts.jobs import ChoiceUpdate, Job, JobKind, TokenCount
-from contracts.openai.common import Usage
+from contracts.jobs import Job, JobKind, TokenCount
+from contracts.openai.common import LogProbs, Usage
 from dispatcher.deltas import DeltaTracker
-from dispatcher.forwarder import WorkerClient
+from dispatcher.forwarder import WorkerClient, WorkerStream
 from dispatcher.limits import max_new_tokens
 from dispatcher.metrics import WORKER_ERRORS, WORKER_RETRIES
 from dispatcher.prompt import merge_stops, render_prompt
@@ -133,10 +133,14 @@ class DispatchService:
 
     async def _generate(self, job: Job, sink: ReplySink) -> None:
         choices = self._choices(job)
-        async with asyncio.TaskGroup() as group:
-            for choice in choices:
-                group.create_task(self._with_worker(
-                    job, partial(self._stream_choice, job, choice, sink=sink)))
+        if len(choices) == 1:
+            await self._with_worker(job, partial(self._stream_choice, job, choices[0],
+                                                 sink=sink))
+        else:
+            async with asyncio.TaskGroup() as group:
+                for choice in choices:
+                    group.create_task(self._with_worker(
+                        job, partial(self._stream_choice, job, choice, sink=sink)))
         prompt_tokens: dict[int, int] = {}
         completion_tokens = 0
         for choice in choices:
@@ -164,29 +168,38 @@ class DispatchService:
     async def _stream_choice(self, job: Job, choice: _Choice, address: str, *,
                              sink: ReplySink) -> None:
         params = await self._params(job, choice, address)
-        async with self.workers.generate_stream(address, params) as frames:
-            await self._relay(choice, frames, sink)
+        async with self.workers.generate_stream(address, params) as stream:
+            await self._relay(choice, stream, sink, job.stream)
+            await stream.drain()
 
-    @staticmethod
-    async def _relay(choice: _Choice, frames: AsyncIterator[WorkerFrame], sink: ReplySink) -> None:
-        tracker = DeltaTracker(choice.index)
-        finish: str | None = None
+    async def _relay(self, choice: _Choice, frames: WorkerStream, sink: ReplySink,
+                     stream: bool) -> None:
+        """Worker frames to the sink: every delta for a stream; for a non-streamed job only
+        the last frame matters, since frames carry the text so far."""
+        tracker = DeltaTracker()
+        last: WorkerFrame | None = None
+        logprobs: LogProbs | None = None  # some workers leave them off the final frame
         async for frame in frames:
             if frame.error_code:
                 cls = ContextLengthError if frame.error_code == _CONTEXT_OVERFLOW else WorkerError
                 raise cls(f"the worker failed (code {frame.error_code}): {frame.text.strip()}")
-            if frame.usage is not None:
-                choice.usage = Usage(prompt_tokens=frame.usage.prompt_tokens,
-                                     completion_tokens=frame.usage.completion_tokens,
-                                     total_tokens=frame.usage.total_tokens)
-            update = tracker.update(frame)
-            if update is not None:
-                sink.push(update)
+            last = frame
+            logprobs = frame.logprobs or logprobs
+            if stream and (delta := tracker.update(frame)) is not None:
+                sink.push(choice.index, *delta)
             if frame.finish_reason is not None:
-                finish = frame.finish_reason
                 break
-        if finish is None:  # some workers end the body without a finish_reason
-            sink.push(ChoiceUpdate(index=choice.index, finish_reason="stop"))
+        if last is not None and last.usage is not None:
+            choice.usage = Usage(prompt_tokens=last.usage.prompt_tokens,
+                                 completion_tokens=last.usage.completion_tokens,
+                                 total_tokens=last.usage.total_tokens)
+        if not stream and last is not None:
+            whole = last if last.logprobs or not logprobs else last.model_copy(
+                update={"logprobs": logprobs})
+            if (delta := tracker.update(whole)) is not None:
+                sink.push(choice.index, *delta)
+        if last is None or last.finish_reason is None:  # some workers end without one
+            sink.push(choice.index, finish_reason="stop")
 
     # --- token check ------------------------------------------------------------------------
 

@@ -166,7 +166,7 @@ def test_stream_interleaves_n_choices(client: openai.OpenAI) -> None:
 
 def test_worker_error_mid_stream_is_one_error_event(http: httpx.Client) -> None:
     body = {"model": "fake", "stream": True,
-            "messages": [{"role": "user", "content": "please [[error]]"}]}
+            "messages": [{"role": "user", "content": "please [[delay=0.05]] [[error]]"}]}
     with http.stream("POST", "/v1/chat/completions", json=body) as response:
         events = [e for e in response.read().decode().split("\n\n") if e]
     assert events[-1] == "data: [DONE]"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from consumers.job_consumer import JobRunner
 from consumers.transport import Delivery
 from contracts.errors import NoWorkerError
-from contracts.jobs import ChoiceUpdate, Job, JobKind, Reply, ReplyKind
+from contracts.jobs import Job, JobKind, Reply, ReplyKind
 from dispatcher.replies import ReplySink
 
 
@@ -24,7 +24,7 @@ class FakeService:
         await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
-        sink.push(ChoiceUpdate(index=0, text="ok", finish_reason="stop"))
+        sink.push(0, "ok", "stop")
         await sink.finish(None)
 
 

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from aiohttp.test_utils import TestServer
 
 from contracts.settings import Settings
 from dispatcher.cache import MemoryCache
@@ -12,8 +13,6 @@ from dispatcher.resolver import ControllerClient, WorkerResolver
 from dispatcher.service import DispatchService
 from tests.unit.dispatcher.fakes import ScriptedController, ScriptedWorkers
 
-W1, W2 = "http://w1:1", "http://w2:2"
-
 
 @pytest.fixture
 def scripted_workers() -> ScriptedWorkers:
@@ -21,16 +20,25 @@ def scripted_workers() -> ScriptedWorkers:
 
 
 @pytest.fixture
-def scripted_controller() -> ScriptedController:
-    return ScriptedController({"m": [W1, W2]})
+async def addresses(scripted_workers: ScriptedWorkers) -> AsyncIterator[list[str]]:
+    """Two live scripted workers on loopback."""
+    servers = [TestServer(scripted_workers.app(), host="127.0.0.1") for _ in range(2)]
+    for server in servers:
+        await server.start_server()
+    yield [f"http://127.0.0.1:{server.port}" for server in servers]
+    for server in servers:
+        await server.close()
 
 
 @pytest.fixture
-async def service(scripted_workers: ScriptedWorkers,
-                  scripted_controller: ScriptedController) -> AsyncIterator[DispatchService]:
+def scripted_controller(addresses: list[str]) -> ScriptedController:
+    return ScriptedController({"m": list(addresses)})
+
+
+@pytest.fixture
+async def service(scripted_controller: ScriptedController) -> AsyncIterator[DispatchService]:
     settings = Settings(namespace="unit")
-    workers = WorkerClient(connect_timeout=1, read_timeout=5,
-                           transport=httpx.MockTransport(scripted_workers))
+    workers = WorkerClient(connect_timeout=1, read_timeout=5)
     controller = ControllerClient("http://controller", timeout=1,
                                   transport=httpx.MockTransport(scripted_controller))
     resolver = WorkerResolver(controller, workers, MemoryCache(), settings)

@@ -1,14 +1,15 @@
-"""Scripted workers and controllers behind httpx.MockTransport."""
+"""Scripted workers (small aiohttp servers on loopback) and a scripted controller."""
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import httpx
 import orjson
-
-Handler = Callable[[httpx.Request], httpx.Response]
+from aiohttp import web
 
 
 def frames(*texts: str, finish: str = "stop", usage: tuple[int, int] = (3, 2)) -> bytes:
@@ -22,64 +23,77 @@ def frames(*texts: str, finish: str = "stop", usage: tuple[int, int] = (3, 2)) -
     return out
 
 
-class ByteStream(httpx.AsyncByteStream):
-    """A response body delivered in the given pieces."""
+@dataclass
+class Scripted:
+    """How a worker answers a stream request: a status, body pieces, maybe a cut connection."""
 
-    def __init__(self, pieces: list[bytes], fail_after: bool = False) -> None:
-        self.pieces = pieces
-        self.fail_after = fail_after
-        self.closed = False
+    pieces: list[bytes] = field(default_factory=lambda: [frames("he", "hello")])
+    status: int = 200
+    cut: bool = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-        if self.fail_after:
-            raise httpx.RemoteProtocolError("peer closed connection")
 
-    async def aclose(self) -> None:
-        self.closed = True
+def refused_address() -> str:
+    """An address where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 class ScriptedWorkers:
-    """Answers worker endpoints per address; counts the calls made to each."""
+    """Answers worker endpoints; counts calls per address and path."""
 
-    def __init__(self, *, template: dict[str, object] | None = None,
-                 context_length: int = 2048) -> None:
+    def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
-        self.dead: set[str] = set()
         self.bodies: list[dict[str, object]] = []
-        self.stream_for: Callable[[str, dict[str, object]], httpx.Response] = (
-            lambda _a, _b: httpx.Response(200, stream=ByteStream([frames("he", "hello")])))
-        self.template = template or {"name": "t", "system_template": "{system_message}",
-                                     "system_message": "", "roles": ["U", "A"],
-                                     "messages": [], "offset": 0, "sep_style": 2,
-                                     "sep": " ", "sep2": "</s>", "stop_str": None,
-                                     "stop_token_ids": None}
-        self.context_length = context_length
+        self.stream_for: Callable[[str, dict[str, object]], Scripted] = (
+            lambda _a, _b: Scripted())
+        self.template: dict[str, object] = {
+            "name": "t", "system_template": "{system_message}", "system_message": "",
+            "roles": ["U", "A"], "messages": [], "offset": 0, "sep_style": 2, "sep": " ",
+            "sep2": "</s>", "stop_str": None, "stop_token_ids": None}
+        self.context_length = 2048
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        address = f"{request.url.scheme}://{request.url.host}:{request.url.port}"
-        path = request.url.path
-        self.calls[f"{address}{path}"] += 1
-        if address in self.dead:
-            raise httpx.ConnectError("connection refused", request=request)
-        body = orjson.loads(request.content) if request.content else {}
-        if path == "/worker_generate_stream":
-            self.bodies.append(body)
-            return self.stream_for(address, body)
-        if path == "/worker_get_conv_template":
-            return httpx.Response(200, json={"conv": self.template})
-        if path == "/model_details":
-            return httpx.Response(200, json={"context_length": self.context_length})
-        if path == "/count_token":
-            return httpx.Response(200, json={"count": len(str(body["prompt"]).split()),
-                                             "error_code": 0})
-        if path == "/worker_get_embeddings":
-            inputs = body["input"]
-            assert isinstance(inputs, list)
-            return httpx.Response(200, json={"embedding": [[float(len(x))] for x in inputs],
-                                             "token_num": len(inputs)})
-        return httpx.Response(404)
+    def app(self) -> web.Application:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            address = f"http://{request.host}"
+            path = request.path
+            self.calls[f"{address}{path}"] += 1
+            raw = await request.read()
+            body = orjson.loads(raw) if raw else {}
+            if path == "/worker_generate_stream":
+                self.bodies.append(body)
+                return await self._stream(request, self.stream_for(address, body))
+            if path == "/worker_get_conv_template":
+                return web.json_response({"conv": self.template})
+            if path == "/model_details":
+                return web.json_response({"context_length": self.context_length})
+            if path == "/count_token":
+                return web.json_response({"count": len(str(body["prompt"]).split()),
+                                          "error_code": 0})
+            if path == "/worker_get_embeddings":
+                inputs = [str(x) for x in body["input"]]
+                return web.json_response({"embedding": [[float(len(x))] for x in inputs],
+                                          "token_num": len(inputs)})
+            return web.Response(status=404)
+
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", handle)
+        return app
+
+    @staticmethod
+    async def _stream(request: web.Request, scripted: Scripted) -> web.StreamResponse:
+        if scripted.status != 200:
+            return web.Response(status=scripted.status)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for piece in scripted.pieces:
+            await response.write(piece)
+        if scripted.cut and request.transport is not None:
+            request.transport.close()
+            return response
+        await response.write_eof()
+        return response
 
 
 class ScriptedController:

@@ -6,14 +6,13 @@ from dispatcher.deltas import DeltaTracker
 
 
 def test_cumulative_text_becomes_deltas() -> None:
-    tracker = DeltaTracker(2)
+    tracker = DeltaTracker()
     updates = [tracker.update(WorkerFrame(text=t)) for t in ("He", "Hell", "Hell", "Hello")]
     assert [u.text if u else None for u in updates] == ["He", "ll", None, "o"]
-    assert all(u is None or u.index == 2 for u in updates)
 
 
 def test_partial_utf8_is_held_back() -> None:
-    tracker = DeltaTracker(0)
+    tracker = DeltaTracker()
     first = tracker.update(WorkerFrame(text="caf\ufffd"))
     second = tracker.update(WorkerFrame(text="café"))
     assert first is not None and first.text == "caf"
@@ -21,14 +20,14 @@ def test_partial_utf8_is_held_back() -> None:
 
 
 def test_finish_without_new_text_is_still_reported() -> None:
-    tracker = DeltaTracker(0)
+    tracker = DeltaTracker()
     tracker.update(WorkerFrame(text="done"))
     last = tracker.update(WorkerFrame(text="done", finish_reason="length"))
     assert last is not None and last.text == "" and last.finish_reason == "length"
 
 
 def test_logprobs_become_deltas_too() -> None:
-    tracker = DeltaTracker(0)
+    tracker = DeltaTracker()
     a = tracker.update(WorkerFrame(text="a", logprobs=LogProbs(tokens=["a"],
                                                                token_logprobs=[-1.0])))
     b = tracker.update(WorkerFrame(text="ab", logprobs=LogProbs(tokens=["a", "b"],

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from contracts.errors import NoWorkerError
-from contracts.jobs import ChoiceUpdate, Reply, ReplyKind
+from contracts.jobs import Reply, ReplyKind
 from contracts.openai.common import Usage
 from dispatcher.replies import ReplySink
 
@@ -26,10 +26,10 @@ class SlowBroker:
 async def test_fast_updates_are_coalesced_and_the_first_goes_at_once() -> None:
     broker = SlowBroker(delay=0.02)
     sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
-    sink.push(ChoiceUpdate(index=0, text="first"))
+    sink.push(0, "first")
     await asyncio.sleep(0)  # the flusher picks the first update up straight away
     for i in range(50):
-        sink.push(ChoiceUpdate(index=0, text=f" {i}"))
+        sink.push(0, f" {i}")
     await sink.finish(Usage(prompt_tokens=1, completion_tokens=51, total_tokens=52))
     assert broker.sent[0].choices[0].text == "first"
     assert len(broker.sent) <= 4
@@ -43,9 +43,9 @@ async def test_fast_updates_are_coalesced_and_the_first_goes_at_once() -> None:
 async def test_choices_keep_their_own_text() -> None:
     broker = SlowBroker()
     sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
-    sink.push(ChoiceUpdate(index=1, text="b"))
-    sink.push(ChoiceUpdate(index=0, text="a"))
-    sink.push(ChoiceUpdate(index=1, text="b", finish_reason="stop"))
+    sink.push(1, "b")
+    sink.push(0, "a")
+    sink.push(1, "b", "stop")
     await sink.finish(None)
     by_index: dict[int, str] = {}
     for reply in broker.sent:
@@ -58,7 +58,7 @@ async def test_non_stream_job_sends_one_final_reply() -> None:
     broker = SlowBroker()
     sink = ReplySink(job_id="j", attempt="a", stream=False, send=broker.send)
     for part in ("a", "b", "c"):
-        sink.push(ChoiceUpdate(index=0, text=part))
+        sink.push(0, part)
     await sink.finish(Usage())
     assert len(broker.sent) == 1
     assert broker.sent[0].kind is ReplyKind.FINAL
@@ -67,10 +67,10 @@ async def test_non_stream_job_sends_one_final_reply() -> None:
 
 async def test_a_failed_send_stops_the_producer() -> None:
     sink = ReplySink(job_id="j", attempt="a", stream=True, send=SlowBroker(fail=True).send)
-    sink.push(ChoiceUpdate(index=0, text="x"))
+    sink.push(0, "x")
     await asyncio.sleep(0.01)
     with pytest.raises(ConnectionError):
-        sink.push(ChoiceUpdate(index=0, text="y"))
+        sink.push(0, "y")
     await sink.aclose()
 
 

@@ -8,16 +8,16 @@ from contracts.settings import Settings
 from dispatcher.cache import MemoryCache
 from dispatcher.forwarder import WorkerClient
 from dispatcher.resolver import ControllerClient, ModelCatalog, WorkerResolver
-from tests.unit.dispatcher.conftest import W1, W2
-from tests.unit.dispatcher.fakes import ScriptedController, ScriptedWorkers
+from tests.unit.dispatcher.fakes import ScriptedController
+
+W1, W2 = "http://w1:1", "http://w2:2"
 
 
 def make(controller: ScriptedController, **overrides: float) -> tuple[WorkerResolver,
                                                                       ModelCatalog]:
     settings = Settings(namespace="unit", **overrides)  # type: ignore[arg-type]
     client = ControllerClient("http://c", timeout=1, transport=httpx.MockTransport(controller))
-    workers = WorkerClient(connect_timeout=1, read_timeout=1,
-                           transport=httpx.MockTransport(ScriptedWorkers()))
+    workers = WorkerClient(connect_timeout=1, read_timeout=1)
     cache = MemoryCache()
     return (WorkerResolver(client, workers, cache, settings),
             ModelCatalog(client, cache, settings))

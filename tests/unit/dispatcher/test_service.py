@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import orjson
 import pytest
 
@@ -10,8 +9,12 @@ from contracts.errors import ContextLengthError, DeadlineExceededError, NoWorker
 from contracts.jobs import Job, JobKind, JobMessage, Reply, ReplyKind, SamplingParams
 from dispatcher.replies import ReplySink
 from dispatcher.service import DispatchService
-from tests.unit.dispatcher.conftest import W1, W2
-from tests.unit.dispatcher.fakes import ByteStream, ScriptedWorkers
+from tests.unit.dispatcher.fakes import (
+    Scripted,
+    ScriptedController,
+    ScriptedWorkers,
+    refused_address,
+)
 
 
 def chat(**overrides: object) -> Job:
@@ -45,27 +48,26 @@ async def test_chat_job_renders_the_prompt_and_answers(service: DispatchService,
     assert replies[-1].usage is not None and replies[-1].usage.total_tokens == 5
 
 
-async def test_dead_worker_is_retried_on_the_other(service: DispatchService,
-                                                   scripted_workers: ScriptedWorkers) -> None:
-    scripted_workers.dead.add(W1)
+async def test_dead_worker_is_retried_on_the_other(
+        service: DispatchService, scripted_controller: ScriptedController,
+        addresses: list[str]) -> None:
+    scripted_controller.workers["m"] = [refused_address(), addresses[0]]
     for i in range(5):
         replies = await run(service, chat(id=f"j{i}"))
         assert replies[-1].choices[0].text == "hello"
-    assert scripted_workers.calls[f"{W1}/worker_generate_stream"] <= 1  # evicted after a fail
 
 
 async def test_all_workers_dead_is_no_worker(service: DispatchService,
-                                             scripted_workers: ScriptedWorkers) -> None:
-    scripted_workers.dead.update({W1, W2})
+                                             scripted_controller: ScriptedController) -> None:
+    scripted_controller.workers["m"] = [refused_address(), refused_address()]
     with pytest.raises(NoWorkerError):
         await run(service, chat())
 
 
 async def test_failure_after_output_is_not_retried(service: DispatchService,
                                                    scripted_workers: ScriptedWorkers) -> None:
-    scripted_workers.stream_for = lambda _a, _b: httpx.Response(
-        200, stream=ByteStream([orjson.dumps({"text": "par", "error_code": 0}) + b"\0"],
-                               fail_after=True))
+    scripted_workers.stream_for = lambda _a, _b: Scripted(
+        [orjson.dumps({"text": "par", "error_code": 0}) + b"\0"], cut=True)
     with pytest.raises(WorkerError):
         await run(service, chat())
     assert len(scripted_workers.bodies) == 1
@@ -73,9 +75,8 @@ async def test_failure_after_output_is_not_retried(service: DispatchService,
 
 async def test_worker_error_frame(service: DispatchService,
                                   scripted_workers: ScriptedWorkers) -> None:
-    def failing(code: int) -> httpx.Response:
-        return httpx.Response(
-            200, stream=ByteStream([orjson.dumps({"text": "bad", "error_code": code}) + b"\0"]))
+    def failing(code: int) -> Scripted:
+        return Scripted([orjson.dumps({"text": "bad", "error_code": code}) + b"\0"])
 
     for code, cls in ((50001, WorkerError), (40303, ContextLengthError)):
         scripted_workers.stream_for = lambda _a, _b, c=code: failing(c)  # type: ignore[misc]
@@ -93,8 +94,8 @@ async def test_prompt_too_long_for_the_context(service: DispatchService,
 
 async def test_end_of_body_without_finish_reason_means_stop(
         service: DispatchService, scripted_workers: ScriptedWorkers) -> None:
-    scripted_workers.stream_for = lambda _a, _b: httpx.Response(
-        200, stream=ByteStream([orjson.dumps({"text": "x", "error_code": 0}) + b"\0"]))
+    scripted_workers.stream_for = lambda _a, _b: Scripted(
+        [orjson.dumps({"text": "x", "error_code": 0}) + b"\0"])
     replies = await run(service, chat())
     assert replies[-1].choices[0].finish_reason == "stop"
 
