@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     worker_attempts: int = Field(default=3, ge=1)
     embedding_batch_size: int = Field(default=4, ge=1)
     unhealthy_worker_ttl: float = Field(default=30.0, ge=0)
+    worker_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     # controller
     heart_beat_expiration: float = Field(default=90.0, gt=0)
@@ -60,7 +61,7 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "worker_allowlist", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

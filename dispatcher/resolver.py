@@ -21,6 +21,7 @@ from contracts.fastchat import (
     WorkerAddressResponse,
 )
 from contracts.settings import Settings
+from dispatcher.allowlist import WorkerAllowlist
 from dispatcher.cache import Cache
 from dispatcher.forwarder import WorkerClient
 from dispatcher.lookup import CachedLookup
@@ -125,10 +126,18 @@ class WorkerResolver:
             ttl=settings.template_ttl, max_stale=settings.cache_max_stale)
         self._unhealthy: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
+        self._allowlist = WorkerAllowlist(settings.worker_allowlist)
 
     async def addresses(self, model: str) -> list[str]:
-        return await self._addresses.get(model,
-                                         lambda: self._controller.worker_addresses(model))
+        """Addresses of ``model``'s workers that the allowlist admits (whatever the controller
+        or a poisoned cache says)."""
+        found = await self._addresses.get(model,
+                                          lambda: self._controller.worker_addresses(model))
+        allowed = [a for a in found if self._allowlist.allows(a)]
+        if len(allowed) < len(found):
+            log.warning("ignored %d worker address(es) of %s outside MQGATE_WORKER_ALLOWLIST",
+                        len(found) - len(allowed), model)
+        return allowed
 
     async def choose(self, model: str, exclude: set[str]) -> str:
         """The least busy healthy worker of ``model`` not in ``exclude``."""

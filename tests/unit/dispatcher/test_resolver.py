@@ -83,3 +83,16 @@ async def test_fastchat_controller_without_the_bulk_route() -> None:
     resolver, _ = make(controller)
     assert sorted(await resolver.addresses("m")) == [W1, W2]
     assert controller.calls["/get_worker_addresses"] == 1
+
+
+async def test_addresses_outside_the_allowlist_are_never_used() -> None:
+    controller = ScriptedController({"m": ["http://169.254.169.254:80", W1]})
+    settings = Settings(namespace="unit", worker_allowlist=["w1"])
+    client = ControllerClient("http://c", timeout=1, transport=httpx.MockTransport(controller))
+    workers = WorkerClient(connect_timeout=1, read_timeout=1)
+    resolver = WorkerResolver(client, workers, MemoryCache(), settings)
+    assert {await resolver.choose("m", set()) for _ in range(10)} == {W1}
+    controller.workers["m"] = ["http://169.254.169.254:80"]
+    poisoned = WorkerResolver(client, workers, MemoryCache(), settings)
+    with pytest.raises(NoWorkerError):
+        await poisoned.choose("m", set())
