@@ -27,6 +27,9 @@ typecheck: install ## mypy (strict)
 test: install ## the whole test suite (needs RabbitMQ and Redis)
 	$(BIN)/pytest
 
+test-faults: install ## only the fault-injection suite
+	$(BIN)/pytest tests/faults
+
 serve: install ## run the whole stack with the bundled models on :8000
 	$(BIN)/mqgate serve
 
@@ -39,4 +42,4 @@ $(FASTCHAT_VENV)/bin/python:
 bench: install $(FASTCHAT_VENV)/bin/python ## mqgate against FastChat's server and the bare worker (needs RabbitMQ and Redis)
 	$(BIN)/python -m bench.run
 
-.PHONY: help install lint typecheck test serve bench
+.PHONY: help install lint typecheck test test-faults serve bench

@@ -18,6 +18,7 @@ from api.metrics import CANCELLATIONS
 from consumers.reply_router import ReplyOverflowError, Subscription
 from consumers.transport import JobQueue
 from contracts.errors import (
+    ControllerUnavailableError,
     DeadlineExceededError,
     ModelNotFoundError,
     MqgateError,
@@ -120,6 +121,10 @@ class Gateway:
 
     async def check_model(self, model: str) -> None:
         if model not in await self.catalog.models():
+            if self.catalog.stale:
+                raise ControllerUnavailableError(
+                    f"the controller is unreachable, and model '{model}' is not among the "
+                    "models known before it went away")
             raise ModelNotFoundError(
                 f"The model '{model}' does not exist or is not served by any worker.",
                 param="model")

@@ -23,8 +23,14 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from consumers.reply_router import ReplyRouter
 from consumers.transport import CancelHandler, Delivery, DeliveryHandler
-from contracts.errors import BrokerUnavailableError, CapacityError
-from contracts.jobs import Cancel, Job, Reply
+from contracts.errors import (
+    BrokerUnavailableError,
+    CapacityError,
+    DeadlineExceededError,
+    MqgateError,
+    PoisonJobError,
+)
+from contracts.jobs import Cancel, Job, Reply, ReplyKind
 from contracts.settings import Settings
 from contracts.topology import DEADLINE_HEADER
 
@@ -204,6 +210,28 @@ class RabbitJobSource(RabbitBroker):
                 await on_job(delivery)
 
         self._consumer_tag = await queue.consume(received, no_ack=False)
+        dead = await self._jobs_channel.get_queue(self.topology.dead_letter_queue, ensure=False)
+        self._dead_tag = await dead.consume(self._dead_lettered, no_ack=False)
+
+    async def _dead_lettered(self, message: AbstractIncomingMessage) -> None:
+        """Answer the client of a job the broker gave up on, so it is not left waiting."""
+        deaths = message.headers.get("x-death") if message.headers else None
+        reason = ""
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+            reason = str(deaths[0].get("reason", ""))
+        error: MqgateError
+        if reason == "expired":
+            error = DeadlineExceededError("the request's deadline passed while it was queued")
+        else:
+            error = PoisonJobError("the request failed on every dispatcher that tried it")
+        log.warning("dead-lettered job (%s) answered with %s", reason or "unknown", error.code)
+        if message.reply_to and message.correlation_id:
+            reply = Reply(job_id=message.correlation_id, attempt=f"dead:{reason}", seq=0,
+                          kind=ReplyKind.ERROR, error=error.detail())
+            with contextlib.suppress(*_BROKER_ERRORS, DeliveryError, PublishError):
+                await self._send_reply(message.reply_to, reply)
+        with contextlib.suppress(*_BROKER_ERRORS):
+            await message.ack()
 
     def _delivery(self, message: AbstractIncomingMessage) -> Delivery | None:
         try:

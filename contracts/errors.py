@@ -19,6 +19,7 @@ worker::
     │   ├── ControllerUnavailableError   503 controller_unavailable
     │   └── NoWorkerError                503 no_worker_available
     ├── DeadlineExceededError            504 deadline_exceeded
+    ├── PoisonJobError                   500 job_failed_repeatedly
     └── WorkerError                      502 worker_error
         ├── WorkerConnectError           502 worker_unreachable   (retryable)
         └── WorkerStreamError            502 worker_stream_failed
@@ -143,6 +144,12 @@ class DeadlineExceededError(MqgateError):
     status_code = 504
     error_type = "timeout_error"
     code = "deadline_exceeded"
+
+
+class PoisonJobError(MqgateError):
+    """The job was delivered to dispatchers as often as allowed and never finished."""
+
+    code = "job_failed_repeatedly"
 
 
 class WorkerError(MqgateError):

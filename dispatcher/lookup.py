@@ -56,6 +56,11 @@ class CachedLookup(Generic[T]):
             task.add_done_callback(lambda _t: self._loads.pop(key, None))
         return await asyncio.shield(task)
 
+    def is_stale(self, key: str) -> bool:
+        """Whether the value last served for ``key`` is past its TTL (its source is failing)."""
+        entry = self._memo.get(key)
+        return entry is not None and time.time() - entry.stored_at >= self._ttl
+
     async def invalidate(self, key: str) -> None:
         self._memo.pop(key, None)
         await self._cache.delete(self._prefix + key)

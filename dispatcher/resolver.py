@@ -105,6 +105,11 @@ class ModelCatalog:
     async def models(self) -> list[str]:
         return await self._lookup.get("all", self._controller.list_models)
 
+    @property
+    def stale(self) -> bool:
+        """True while the list is served from cache because the controller is unreachable."""
+        return self._lookup.is_stale("all")
+
 
 class WorkerResolver:
     """Chooses a worker for each call: no controller round trip while the cache is warm."""

@@ -99,20 +99,23 @@ async def test_publish_on_a_closed_connection_is_unavailable(settings: Settings)
             await queue.publish_job(job("lost"))
 
 
-async def test_expired_job_is_dead_lettered_not_delivered(settings: Settings) -> None:
+async def test_expired_job_is_never_delivered_and_its_client_gets_504(
+        settings: Settings) -> None:
     got: list[str] = []
 
     async def on_job(delivery: Delivery) -> None:
         got.append(delivery.job.id)
         await delivery.ack()
 
-    async with RabbitJobQueue(settings, ReplyRouter()) as queue:
+    router = ReplyRouter()
+    async with RabbitJobQueue(settings, router) as queue:
+        sub = router.subscribe("short")
         await queue.publish_job(job("short", deadline=0.2))
         await asyncio.sleep(0.5)
         async with RabbitJobSource(settings) as source:
             await source.consume(on_job, lambda _id: None, prefetch=1)
-            await asyncio.sleep(0.5)
-            dead = await source.connection.channel()
-            dlq = await dead.declare_queue(settings.topology.dead_letter_queue, passive=True)
-            assert dlq.declaration_result.message_count == 1
+            reply = await sub.get(10)
     assert got == []
+    assert reply.kind is ReplyKind.ERROR
+    assert reply.error is not None
+    assert reply.error.code == "deadline_exceeded"
