@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sys
 import time
 from array import array
 from collections.abc import Iterable
@@ -56,8 +57,10 @@ class ChatRenderer:
         self.id = f"chatcmpl-{self.job.id}"
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> bytes:
-        return event(ChatCompletionChunk(id=self.id, created=self.created, model=self.job.model,
-                                         choices=choices, usage=usage).model_dump_json().encode())
+        # the hot path of a stream: built without validation from already-valid parts
+        return event(ChatCompletionChunk.model_construct(
+            id=self.id, created=self.created, model=self.job.model, choices=choices,
+            usage=usage).model_dump_json().encode())
 
     def opening(self) -> list[bytes]:
         return [self._chunk([ChunkChoice(index=i, delta=ChoiceDelta(role="assistant",
@@ -65,10 +68,9 @@ class ChatRenderer:
                 for i in range(self.job.n)]
 
     def chunks(self, reply: Reply) -> list[bytes]:
-        out = [self._chunk([ChunkChoice(index=u.index,
-                                        delta=ChoiceDelta(content=u.text) if u.text else
-                                        ChoiceDelta(), finish_reason=u.finish_reason)])
-               for u in reply.choices]
+        out = [self._chunk([ChunkChoice.model_construct(
+            index=u.index, delta=ChoiceDelta.model_construct(content=u.text or None),
+            finish_reason=u.finish_reason)]) for u in reply.choices]
         if self.include_usage and reply.usage is not None and reply.kind == "final":
             out.append(self._chunk([], usage=reply.usage))
         return out
@@ -97,16 +99,17 @@ class CompletionRenderer:
         return len(self.job.prompts) * self.job.n
 
     def _chunk(self, choices: list[CompletionChoice], usage: Usage | None = None) -> bytes:
-        return event(Completion(id=self.id, created=self.created, model=self.job.model,
-                                choices=choices, usage=usage).model_dump_json().encode())
+        return event(Completion.model_construct(
+            id=self.id, created=self.created, model=self.job.model, choices=choices,
+            usage=usage).model_dump_json().encode())
 
     def opening(self) -> list[bytes]:
         return []
 
     def chunks(self, reply: Reply) -> list[bytes]:
-        out = [self._chunk([CompletionChoice(index=u.index, text=u.text, logprobs=u.logprobs,
-                                             finish_reason=u.finish_reason)])
-               for u in reply.choices]
+        out = [self._chunk([CompletionChoice.model_construct(
+            index=u.index, text=u.text, logprobs=u.logprobs, finish_reason=u.finish_reason)])
+            for u in reply.choices]
         if self.include_usage and reply.usage is not None and reply.kind == "final":
             out.append(self._chunk([], usage=reply.usage))
         return out
@@ -120,14 +123,21 @@ class CompletionRenderer:
                      for i, text in enumerate(texts)]).model_dump_json().encode()
 
 
+def _floats(packed: str) -> list[float]:
+    vector = array("f")
+    vector.frombytes(base64.b64decode(packed))
+    if sys.byteorder != "little":
+        vector.byteswap()
+    return vector.tolist()
+
+
 def embedding_body(job: Job, replies: list[Reply], encoding: str | None) -> bytes:
     final = replies[-1]
     vectors = final.embeddings or []
     if len(vectors) != len(job.prompts):
         raise WorkerError("the worker returned the wrong number of embeddings")
     tokens = final.usage.prompt_tokens if final.usage else 0
-    data = [Embedding(index=i, embedding=base64.b64encode(array("f", v).tobytes()).decode()
-                      if encoding == "base64" else v)
+    data = [Embedding(index=i, embedding=v if encoding == "base64" else _floats(v))
             for i, v in enumerate(vectors)]
     return EmbeddingList(data=data, model=job.model,
                          usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),

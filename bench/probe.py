@@ -32,7 +32,7 @@ async def amqp_round_trip(url: str, *, count: int = 300) -> float:
             if future is not None:
                 future.set_result(None)
 
-        await jobs.consume(serve)
+        tag = await jobs.consume(serve)
         await replies.consume(answer, no_ack=True)
         times: list[float] = []
         for _ in range(count):
@@ -45,6 +45,7 @@ async def amqp_round_trip(url: str, *, count: int = 300) -> float:
                 routing_key=name)
             await done
             times.append(time.perf_counter() - started)
+        await jobs.cancel(tag)
         await jobs.delete(if_unused=False, if_empty=False)
         times.sort()
         return times[len(times) // 2] * 1000

@@ -102,7 +102,7 @@ class Bench:
     seconds: float
     repeats: int
     procs: Processes
-    results: dict[str, Any] = field(default_factory=dict)
+    only: list[str] = field(default_factory=list)
 
     def measure(self, target: Target, mode: str, model: str, concurrency: int,
                 tokens: int = 32, seconds: float | None = None) -> Result:
@@ -172,7 +172,7 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
                                      "--controller-address", urls["fc_controller"]],
                     python=str(FASTCHAT_PYTHON))
         wait_serving(urls["fc_api"], FAST)
-        yield Bench(args.seconds, args.repeats, procs), urls, procs
+        yield Bench(args.seconds, args.repeats, procs, args.only), urls, procs
     finally:
         procs.stop_all()
         with contextlib.suppress(Exception):
@@ -199,6 +199,8 @@ def comparison(bench: Bench, urls: dict[str, str]) -> list[dict[str, Any]]:
                "mqgate": Target(name="mqgate", urls=(urls["api"],))}
     rows: list[dict[str, Any]] = []
     cells = [*CELLS, ("stream", "realistic stream 128 tok x 20 ms", 64)]
+    cells = [c for c in cells if not bench.only or any(o in f"{c[1]} c={c[2]}"
+                                                      for o in bench.only)]
     for mode, label, concurrency in cells:
         model = SLOW if label.startswith("realistic") else FAST
         tokens = 128 if model == SLOW else 32
@@ -246,6 +248,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per cell (median kept)")
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only the cells whose name contains this (repeatable)")
     args = parser.parse_args()
     if not FASTCHAT_PYTHON.exists():
         sys.exit("FastChat's virtualenv is missing: run `make bench` (it creates it)")

@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    def __init__(self, service: DispatchService, *, remember_cancels: float = 900.0) -> None:
+    def __init__(self, service: DispatchService, *, remember_cancels: float = 900.0,
+                 flush_interval: float = 0.0) -> None:
         self._service = service
+        self._flush_interval = flush_interval
         self._remember = remember_cancels
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: dict[str, float] = {}
@@ -64,7 +66,7 @@ class JobRunner:
         job = delivery.job
         job_id_var.set(job.id)  # this task's log lines carry the job id
         sink = ReplySink(job_id=job.id, attempt=delivery.attempt, stream=job.stream,
-                         send=delivery.reply)
+                         send=delivery.reply, interval=self._flush_interval)
         if self._is_cancelled(job.id):
             await delivery.ack()
             return

@@ -43,7 +43,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
             resolver=WorkerResolver(controller, workers, cache, settings), workers=workers,
             attempts=settings.worker_attempts,
             embedding_batch_size=settings.embedding_batch_size)
-        runner = JobRunner(service)
+        runner = JobRunner(service, flush_interval=settings.stream_flush_interval)
         if source is None:
             source = await stack.enter_async_context(RabbitJobSource(settings))
         await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)

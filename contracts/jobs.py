@@ -102,7 +102,7 @@ class Reply(Envelope):
     kind: ReplyKind
     choices: list[ChoiceUpdate] = Field(default_factory=list)
     usage: Usage | None = None
-    embeddings: list[list[float]] | None = None
+    embeddings: list[str] | None = None  # each vector as base64 of little-endian float32
     token_count: TokenCount | None = None
     error: ErrorDetail | None = None
 

@@ -37,32 +37,40 @@ class _Pending:
             self.logprobs = logprobs if self.logprobs is None else self.logprobs.joined(logprobs)
 
     def update(self, index: int) -> ChoiceUpdate:
-        return ChoiceUpdate(index=index, text="".join(self.parts),
-                            finish_reason=self.finish_reason, logprobs=self.logprobs)
+        # built without validation: every field comes from this process, typed
+        return ChoiceUpdate.model_construct(index=index, text="".join(self.parts),
+                                            finish_reason=self.finish_reason,
+                                            logprobs=self.logprobs)
 
 
 class ReplySink:
-    def __init__(self, *, job_id: str, attempt: str, stream: bool, send: SendReply) -> None:
+    """``interval`` is the least time between two chunk messages of a stream after the first:
+    output that arrives meanwhile goes out together, which bounds the message rate per stream
+    whatever the token rate."""
+
+    def __init__(self, *, job_id: str, attempt: str, stream: bool, send: SendReply,
+                 interval: float = 0.0) -> None:
         self._job_id = job_id
         self._attempt = attempt
         self._stream = stream
         self._send = send
+        self._interval = interval
         self._seq = 0
         self._pending: dict[int, _Pending] = {}
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._sending = asyncio.Lock()  # one message at a time, in sequence order
         self._failure: BaseException | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.sent_output = False
 
     async def _emit(self, kind: ReplyKind, choices: list[ChoiceUpdate], usage: Usage | None = None,
-                    embeddings: list[list[float]] | None = None,
+                    embeddings: list[str] | None = None,
                     error: ErrorDetail | None = None,
                     token_count: TokenCount | None = None) -> None:
-        reply = Reply(job_id=self._job_id, attempt=self._attempt, seq=self._seq, kind=kind,
-                      choices=choices, usage=usage, embeddings=embeddings, error=error,
-                      token_count=token_count)
+        reply = Reply.model_construct(job_id=self._job_id, attempt=self._attempt, seq=self._seq,
+                                      kind=kind, choices=choices, usage=usage,
+                                      embeddings=embeddings, error=error,
+                                      token_count=token_count)
         self._seq += 1
         await self._send(reply)
 
@@ -80,7 +88,6 @@ class ReplySink:
             pending = self._pending[index] = _Pending()
         pending.add(text, finish_reason, logprobs)
         if self._stream:
-            self._idle.clear()
             self._wake.set()
             if self._flusher is None:
                 self._flusher = asyncio.create_task(self._flush_loop())
@@ -95,38 +102,36 @@ class ReplySink:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._pending:
-                    await self._emit(ReplyKind.CHUNK, self._take())
-                    self.sent_output = True
-                if not self._pending:
-                    self._idle.set()
+                async with self._sending:
+                    if self._pending:
+                        await self._emit(ReplyKind.CHUNK, self._take())
+                        self.sent_output = True
+                if self._interval:
+                    await asyncio.sleep(self._interval)
         except Exception as exc:  # noqa: BLE001 - handed to the producer on its next push
             self._failure = exc
-            self._idle.set()
 
-    async def _drain(self) -> None:
+    async def _stop_flusher(self) -> None:
+        """Stop the flusher between two messages, never in the middle of one."""
         if self._flusher is not None:
-            await self._idle.wait()
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            async with self._sending:
+                self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._flusher
             self._flusher = None
+
+    async def finish(self, usage: Usage | None, embeddings: list[str] | None = None,
+                     token_count: TokenCount | None = None) -> None:
+        """The final reply, carrying whatever output is still pending."""
+        await self._stop_flusher()
         if self._failure is not None:
             raise self._failure
-
-    async def finish(self, usage: Usage | None, embeddings: list[list[float]] | None = None,
-                     token_count: TokenCount | None = None) -> None:
-        await self._drain()
         await self._emit(ReplyKind.FINAL, self._take(), usage=usage, embeddings=embeddings,
                          token_count=token_count)
 
     async def fail(self, error: MqgateError) -> None:
-        """Send the error as this attempt's last reply; output already queued is dropped."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._flusher
-            self._flusher = None
+        """Send the error as this attempt's last reply; output not yet sent is dropped."""
+        await self._stop_flusher()
         self._pending.clear()
         await self._emit(ReplyKind.ERROR, [], error=error.detail())
 

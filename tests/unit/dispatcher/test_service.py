@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import struct
 import time
 
 import orjson
@@ -110,7 +112,9 @@ async def test_embeddings_are_batched_in_order(service: DispatchService,
     job = Job(id="e", kind=JobKind.EMBEDDING, model="m", prompts=["a", "bb", "ccc", "dddd", "e"],
               deadline=time.time() + 30)
     replies = await run(service, job)
-    assert replies[-1].embeddings == [[1.0], [2.0], [3.0], [4.0], [1.0]]
+    packed = replies[-1].embeddings or []
+    vectors = [struct.unpack("<f", base64.b64decode(v)) for v in packed]
+    assert vectors == [(1.0,), (2.0,), (3.0,), (4.0,), (1.0,)]
     calls = sum(v for k, v in scripted_workers.calls.items() if k.endswith("embeddings"))
     assert calls == 3  # batches of 2, 2 and 1
     assert replies[-1].usage is not None and replies[-1].usage.prompt_tokens == 5
