@@ -201,7 +201,10 @@ class RabbitJobSource(RabbitBroker):
         await cancel_queue.consume(cancelled, no_ack=True)
         self._jobs_channel = await self.open_channel(confirms=False)
         await self._jobs_channel.set_qos(prefetch_count=prefetch)
-        queue = await self._jobs_channel.get_queue(self.topology.jobs_queue, ensure=False)
+        # declared (not merely looked up) on this channel, so that a robust reconnection
+        # re-declares the queue and restores the consumer
+        queue = await self._jobs_channel.declare_queue(
+            self.topology.jobs_queue, durable=True, arguments=jobs_queue_arguments(self.settings))
         self._jobs = queue
 
         async def received(message: AbstractIncomingMessage) -> None:
@@ -210,7 +213,8 @@ class RabbitJobSource(RabbitBroker):
                 await on_job(delivery)
 
         self._consumer_tag = await queue.consume(received, no_ack=False)
-        dead = await self._jobs_channel.get_queue(self.topology.dead_letter_queue, ensure=False)
+        dead = await self._jobs_channel.declare_queue(self.topology.dead_letter_queue,
+                                                      durable=True)
         self._dead_tag = await dead.consume(self._dead_lettered, no_ack=False)
 
     async def _dead_lettered(self, message: AbstractIncomingMessage) -> None:

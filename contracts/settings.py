@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # dispatcher
     concurrency: int = Field(default=64, ge=1)
     shutdown_grace: float = Field(default=30.0, ge=0)
-    stream_flush_interval: float = Field(default=0.02, ge=0, le=1)
+    stream_flush_interval: float = Field(default=0.05, ge=0, le=1)
     cache_ttl: float = Field(default=30.0, gt=0)
     cache_max_stale: float = Field(default=300.0, ge=0)
     template_ttl: float = Field(default=600.0, gt=0)
