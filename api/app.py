@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
             app.state.cache = shared
             app.state.controller = controller
             app.state.gateway = Gateway(settings, jobs, ModelCatalog(controller, shared,
-                                                                     settings))
+                                                                     settings), shared)
             poller = asyncio.create_task(_watch_queue_depth(jobs))
             stack.push_async_callback(_cancel, poller)
             yield

@@ -15,6 +15,7 @@ from contracts.errors import (
     MethodNotAllowedError,
     MqgateError,
     NotFoundError,
+    PoisonJobError,
     RequestError,
     UnavailableError,
     WorkerError,
@@ -31,7 +32,7 @@ def error_response(error: MqgateError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(error, CapacityError | UnavailableError):
         headers["Retry-After"] = "1"
-    if isinstance(error, WorkerError) and not error.retryable:
+    if isinstance(error, WorkerError | PoisonJobError) and not error.retryable:
         headers["x-should-retry"] = "false"
     return Response(error_body(error), status_code=error.status_code, headers=headers,
                     media_type="application/json")

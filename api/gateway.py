@@ -28,6 +28,7 @@ from contracts.errors import (
 from contracts.jobs import Job, Reply, ReplyKind
 from contracts.logs import job_id_var
 from contracts.settings import Settings
+from dispatcher.cache import Cache
 from dispatcher.resolver import ModelCatalog
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,12 @@ class ReplyReader:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, queue: JobQueue, catalog: ModelCatalog) -> None:
+    def __init__(self, settings: Settings, queue: JobQueue, catalog: ModelCatalog,
+                 cache: Cache) -> None:
         self.settings = settings
         self.queue = queue
         self.catalog = catalog
+        self.cache = cache
         self._background: set[asyncio.Task[None]] = set()
 
     async def check_model(self, model: str) -> None:
@@ -141,11 +144,17 @@ class Gateway:
         return ReplyReader(job, subscription, self.settings)
 
     def cancel(self, job: Job) -> None:
-        """Tell dispatchers to stop ``job``; runs in the background so it survives teardown."""
+        """Tell dispatchers to stop ``job``; runs in the background so it survives teardown.
+
+        The fan-out reaches the dispatcher running the job; the mark in the shared cache
+        reaches one that takes the job from the queue later."""
         CANCELLATIONS.inc()
-        task = asyncio.create_task(self.queue.publish_cancel(job.id))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        for work in (self.queue.publish_cancel(job.id),
+                     self.cache.set(self.settings.topology.redis_key("cancelled", job.id), "1",
+                                    max(job.remaining(), 1.0))):
+            task = asyncio.create_task(work)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def replies(self, reader: ReplyReader) -> AsyncIterator[Reply | None]:
         """Replies until the final one, with KEEPALIVE ticks between them."""

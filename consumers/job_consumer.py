@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from consumers.transport import Delivery
 from contracts.errors import DeadlineExceededError, MqgateError
@@ -24,8 +25,10 @@ log = logging.getLogger(__name__)
 
 class JobRunner:
     def __init__(self, service: DispatchService, *, remember_cancels: float = 900.0,
-                 flush_interval: float = 0.0) -> None:
+                 flush_interval: float = 0.0,
+                 cancelled_elsewhere: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self._service = service
+        self._cancelled_elsewhere = cancelled_elsewhere
         self._flush_interval = flush_interval
         self._remember = remember_cancels
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -67,7 +70,8 @@ class JobRunner:
         job_id_var.set(job.id)  # this task's log lines carry the job id
         sink = ReplySink(job_id=job.id, attempt=delivery.attempt, stream=job.stream,
                          send=delivery.reply, interval=self._flush_interval)
-        if self._is_cancelled(job.id):
+        if self._is_cancelled(job.id) or (self._cancelled_elsewhere is not None
+                                           and await self._cancelled_elsewhere(job.id)):
             await delivery.ack()
             return
         if job.remaining() <= 0:

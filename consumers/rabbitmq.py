@@ -127,7 +127,16 @@ class RabbitJobQueue(RabbitBroker):
                                             auto_delete=True, durable=False)
         self._reply_queue = queue
         await queue.consume(self._on_reply, no_ack=True)
+        self.connection.close_callbacks.add(self._on_connection_lost)
         return self
+
+    def _on_connection_lost(self, *_args: object) -> None:
+        """Replies in flight are lost with the connection: answer the waiting requests now
+        instead of at their deadlines."""
+        if len(self.router):
+            log.warning("broker connection lost; failing %d waiting requests", len(self.router))
+        self.router.fail_all(BrokerUnavailableError("the connection to the message broker "
+                                                    "was lost while waiting for the answer"))
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -43,7 +43,14 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
             resolver=WorkerResolver(controller, workers, cache, settings), workers=workers,
             attempts=settings.worker_attempts,
             embedding_batch_size=settings.embedding_batch_size)
-        runner = JobRunner(service, flush_interval=settings.stream_flush_interval)
+        shared = cache
+
+        async def cancelled_elsewhere(job_id: str) -> bool:
+            """A cancel published while no dispatcher listened (the job was still queued)."""
+            return await shared.get(settings.topology.redis_key("cancelled", job_id)) is not None
+
+        runner = JobRunner(service, flush_interval=settings.stream_flush_interval,
+                           cancelled_elsewhere=cancelled_elsewhere)
         if source is None:
             source = await stack.enter_async_context(RabbitJobSource(settings))
         await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)

@@ -13,6 +13,8 @@ import orjson
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from starlette.responses import Response, StreamingResponse
 
 from contracts.fastchat import (
@@ -59,7 +61,8 @@ def create_controller_app(settings: Settings,  # noqa: C901 - one handler per ro
         redis = None
         if store is None:
             redis = aioredis.from_url(settings.redis_url, decode_responses=True,
-                                      socket_timeout=2.0, socket_connect_timeout=2.0)
+                                      socket_timeout=1.0, socket_connect_timeout=1.0,
+                                      retry=Retry(NoBackoff(), 1))
         client = httpx.AsyncClient(timeout=_STATUS_TIMEOUT, follow_redirects=False)
         registry = Registry(store or redis, settings.topology,  # type: ignore[arg-type]
                             expiration=settings.heart_beat_expiration)

@@ -45,16 +45,28 @@ class CachedLookup(Generic[T]):
         self._miss = CACHE_LOOKUPS.labels(kind=kind, result="miss")
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        """The value for ``key``. A stale value (past the TTL, within ``max_stale``) is served
+        at once while one refresh runs in the background, so a slow or hung Redis or
+        controller never holds requests up; only a key never seen waits for its source."""
         entry = self._memo.get(key)
-        if entry is not None and time.time() - entry.stored_at < self._ttl:
+        age = time.time() - entry.stored_at if entry is not None else None
+        if entry is not None and age is not None and age < self._ttl:
             self._hit.inc()
             return entry.value
         task = self._loads.get(key)
         if task is None:
             task = asyncio.create_task(self._refresh(key, load))
             self._loads[key] = task
-            task.add_done_callback(lambda _t: self._loads.pop(key, None))
+            task.add_done_callback(lambda t: self._settle(key, t))
+        if entry is not None and age is not None and age < self._ttl + self._max_stale:
+            self._hit.inc()
+            return entry.value
         return await asyncio.shield(task)
+
+    def _settle(self, key: str, task: asyncio.Task[T]) -> None:
+        self._loads.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("a background refresh of %s failed", self._prefix)
 
     def is_stale(self, key: str) -> bool:
         """Whether the value last served for ``key`` is past its TTL (its source is failing)."""
