@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import math
 import os
 import subprocess
@@ -26,12 +27,8 @@ EMBED = "all-minilm-l6-v2"
 
 
 def _local_models_installed() -> bool:
-    try:
-        import llama_cpp  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("llama_cpp", "onnxruntime", "tokenizers"))
 
 
 @dataclass(frozen=True)
