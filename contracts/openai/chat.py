@@ -11,12 +11,14 @@ from contracts.openai.common import (
     OpenAIRequest,
     Penalty,
     PositiveTokens,
+    SamplingRequest,
     Seed,
     StopList,
     StreamOptions,
     Temperature,
     TopP,
     Usage,
+    UsageOptional,
     WireModel,
 )
 
@@ -54,13 +56,12 @@ class ChatMessage(OpenAIRequest):
         return "\n".join(part.text or "" for part in self.content)
 
 
-class ChatCompletionRequest(OpenAIRequest):
+class ChatCompletionRequest(SamplingRequest):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=4096)] | Annotated[
         str, Field(min_length=1)]
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    top_k: int | None = None
     n: ChoiceCount | None = None
     max_tokens: PositiveTokens | None = None
     max_completion_tokens: PositiveTokens | None = None
@@ -72,13 +73,6 @@ class ChatCompletionRequest(OpenAIRequest):
     repetition_penalty: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | None = None
     seed: Seed | None = None
     user: str | None = None
-
-    @field_validator("top_k")
-    @classmethod
-    def _top_k(cls, value: int | None) -> int | None:
-        if value is not None and value != -1 and not 1 <= value <= 1_000_000:
-            raise ValueError("top_k must be -1 (disabled) or a positive integer")
-        return value
 
 
 class ChatCompletionMessage(WireModel):
@@ -119,17 +113,10 @@ class ChunkChoice(WireModel):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(WireModel):
+class ChatCompletionChunk(UsageOptional):
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_null_usage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("usage") is None:
-            data.pop("usage", None)
-        return data

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
@@ -22,10 +29,34 @@ class OpenAIRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+class SamplingRequest(OpenAIRequest):
+    """What chat and completion requests share: FastChat's ``top_k`` extension."""
+
+    top_k: int | None = None
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value: int | None) -> int | None:
+        if value is not None and value != -1 and not 1 <= value <= 1_000_000:
+            raise ValueError("top_k must be -1 (disabled) or a positive integer")
+        return value
+
+
 class WireModel(BaseModel):
     """Base of what mqgate sends to clients."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class UsageOptional(WireModel):
+    """A response whose ``usage`` is left out, not null, when it has none (stream chunks)."""
+
+    @model_serializer(mode="wrap")
+    def _drop_null_usage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("usage") is None:
+            data.pop("usage", None)
+        return data
 
 
 class Usage(WireModel):

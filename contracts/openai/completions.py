@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import Field
 
 from contracts.openai.common import (
     ChoiceCount,
     LogProbs,
-    OpenAIRequest,
     Penalty,
     PositiveTokens,
+    SamplingRequest,
     Seed,
     StopList,
     StreamOptions,
     Temperature,
     TopP,
     Usage,
+    UsageOptional,
     WireModel,
 )
 
 
-class CompletionRequest(OpenAIRequest):
+class CompletionRequest(SamplingRequest):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
     max_tokens: PositiveTokens | None = 16
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    top_k: int | None = None
     n: ChoiceCount | None = None
     stop: Annotated[str, Field(max_length=512)] | StopList | None = None
     stream: bool | None = False
@@ -44,13 +44,6 @@ class CompletionRequest(OpenAIRequest):
     suffix: str | None = None
     user: str | None = None
 
-    @field_validator("top_k")
-    @classmethod
-    def _top_k(cls, value: int | None) -> int | None:
-        if value is not None and value != -1 and not 1 <= value <= 1_000_000:
-            raise ValueError("top_k must be -1 (disabled) or a positive integer")
-        return value
-
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
@@ -62,7 +55,7 @@ class CompletionChoice(WireModel):
     finish_reason: str | None = None
 
 
-class Completion(WireModel):
+class Completion(UsageOptional):
     """Both the non-stream response and, with ``usage`` unset, each stream chunk."""
 
     id: str
@@ -71,10 +64,3 @@ class Completion(WireModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_null_usage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("usage") is None:
-            data.pop("usage", None)
-        return data
