@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from api.auth import ApiKeyMiddleware, BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.gateway import Gateway
 from api.metrics import QUEUE_DEPTH, MetricsMiddleware
+from api.respond import SCHEMA_COMPONENTS
 from api.routes import chat, completions, embeddings, fastchat, health, models
 from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
@@ -35,6 +38,19 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _with_body_schemas(app: FastAPI) -> None:
+    """Add the request-body schemas that routes declare by hand to the OpenAPI components."""
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                SCHEMA_COMPONENTS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings, *, queue: JobQueue | None = None,
@@ -67,6 +83,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
     app = FastAPI(title="mqgate", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    _with_body_schemas(app)
     for module in (chat, completions, embeddings, models, fastchat, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

@@ -70,10 +70,15 @@ async def respond(request: Request, gateway: Gateway, job: Job, renderer: Render
             reader.subscription.close()
 
 
+# schemas that request bodies refer to, for the OpenAPI document's components
+SCHEMA_COMPONENTS: dict[str, Any] = {}
+
+
 def request_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` describing a body that the route parses itself."""
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": model.model_json_schema(ref_template=
-                                                               "#/components/schemas/{model}")}}}}
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    SCHEMA_COMPONENTS.update(schema.pop("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": schema}}}}
 
 

@@ -40,6 +40,7 @@ class CachedLookup(Generic[T]):
         self._max_stale = max_stale
         self._memo: dict[str, _Entry[T]] = {}
         self._loads: dict[str, asyncio.Task[T]] = {}
+        self._failing: set[str] = set()
         kind = prefix.rstrip(":").rsplit(":", 1)[-1]
         self._hit = CACHE_LOOKUPS.labels(kind=kind, result="hit")
         self._miss = CACHE_LOOKUPS.labels(kind=kind, result="miss")
@@ -68,10 +69,9 @@ class CachedLookup(Generic[T]):
         if not task.cancelled() and task.exception() is not None:
             log.debug("a background refresh of %s failed", self._prefix)
 
-    def is_stale(self, key: str) -> bool:
-        """Whether the value last served for ``key`` is past its TTL (its source is failing)."""
-        entry = self._memo.get(key)
-        return entry is not None and time.time() - entry.stored_at >= self._ttl
+    def source_failing(self, key: str) -> bool:
+        """Whether the last load of ``key`` failed, so that what is served is left over."""
+        return key in self._failing
 
     async def invalidate(self, key: str) -> None:
         self._memo.pop(key, None)
@@ -87,11 +87,13 @@ class CachedLookup(Generic[T]):
         try:
             value = await load()
         except MqgateError:
+            self._failing.add(key)
             stale = self._memo.get(key) or shared
             if stale is not None and time.time() - stale.stored_at < self._ttl + self._max_stale:
                 log.warning("serving a stale %s entry: its source failed", self._prefix)
                 return stale.value
             raise
+        self._failing.discard(key)
         entry = _Entry(time.time(), value)
         self._memo[key] = entry
         payload = orjson.dumps({"t": entry.stored_at, "v": self._adapter.dump_python(value,

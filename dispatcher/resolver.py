@@ -108,7 +108,7 @@ class ModelCatalog:
     @property
     def stale(self) -> bool:
         """True while the list is served from cache because the controller is unreachable."""
-        return self._lookup.is_stale("all")
+        return self._lookup.source_failing("all")
 
 
 class WorkerResolver:
