@@ -121,7 +121,7 @@ def test_killed_dispatcher_mid_stream_ends_the_stream_with_an_error(own_stack: S
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     full = expected_text(vicuna(content))[0]
     assert full.startswith(text) and text != full  # a prefix, never repeated or mixed
-    assert ended_after < 10
+    assert ended_after < 4  # the stream errs promptly once its dispatcher is gone
 
 
 def test_sigterm_lets_the_dispatcher_finish_its_jobs(own_stack: Stack) -> None:
