@@ -58,8 +58,11 @@ def test_full_queue_is_429_and_expired_jobs_never_reach_a_worker(own_stack: Stac
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         waiting = [pool.submit(chat, stack, f"queued {i}") for i in range(2)]
         time.sleep(1.0)
+        started = time.monotonic()
         rejected = chat(stack, "one too many")
+        refused_in = time.monotonic() - started
         assert rejected.status_code == 429
+        assert refused_in < 0.5  # refused at once (the broker's nack), never a wait
         assert rejected.headers["retry-after"]
         assert rejected.json()["error"]["code"] == "queue_full"
         assert rejected.json()["error"]["type"] == "rate_limit_error"

@@ -30,6 +30,7 @@ class Scripted:
     pieces: list[bytes] = field(default_factory=lambda: [frames("he", "hello")])
     status: int = 200
     cut: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def refused_address() -> str:
@@ -84,7 +85,7 @@ class ScriptedWorkers:
     @staticmethod
     async def _stream(request: web.Request, scripted: Scripted) -> web.StreamResponse:
         if scripted.status != 200:
-            return web.Response(status=scripted.status)
+            return web.Response(status=scripted.status, headers=scripted.headers)
         response = web.StreamResponse()
         await response.prepare(request)
         for piece in scripted.pieces:

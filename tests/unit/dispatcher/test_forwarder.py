@@ -108,3 +108,13 @@ async def test_body_ending_inside_a_frame_is_an_error(
     scripted.stream_for = lambda _a, _b: Scripted([b'{"text": "a"}\0{"text": "ab'])
     with pytest.raises(WorkerStreamError):
         await _texts(client, address)
+
+
+async def test_redirects_are_not_followed(client: WorkerClient,
+                                          worker: tuple[ScriptedWorkers, str]) -> None:
+    scripted, address = worker
+    scripted.stream_for = lambda _a, _b: Scripted(status=307, headers={
+        "Location": address + "/elsewhere"})
+    with pytest.raises(WorkerError):
+        await _texts(client, address)
+    assert scripted.calls[f"{address}/elsewhere"] == 0
