@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -151,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    log_format = settings.log_format
+    if args.command == "serve" and "MQGATE_LOG_FORMAT" not in os.environ:
+        log_format = "text"  # a person at a terminal; set MQGATE_LOG_FORMAT=json for machines
+    configure_logging(settings.log_level, log_format)
     args.run(args, settings)
 
 
