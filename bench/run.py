@@ -161,16 +161,17 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
                                     "--controller", urls["controller"]])
         for name in ("fast", "slow"):
             wait_http(urls[name] + "/worker_get_status", "POST")
+        fastchat_env = {"LOGDIR": str(logs)}  # FastChat writes its own log files there
         procs.start("fastchat-controller", ["-m", "fastchat.serve.controller", "--host",
                                             "127.0.0.1", "--port", str(ports["fc_controller"])],
-                    python=str(FASTCHAT_PYTHON))
+                    python=str(FASTCHAT_PYTHON), env=fastchat_env)
         wait_http(urls["fc_controller"] + "/test_connection")
         register(urls["fc_controller"], urls["fast"], FAST)
         register(urls["fc_controller"], urls["slow"], SLOW)
         procs.start("fastchat-api", ["-m", "fastchat.serve.openai_api_server", "--host",
                                      "127.0.0.1", "--port", str(ports["fc_api"]),
                                      "--controller-address", urls["fc_controller"]],
-                    python=str(FASTCHAT_PYTHON))
+                    python=str(FASTCHAT_PYTHON), env=fastchat_env)
         wait_serving(urls["fc_api"], FAST)
         yield Bench(args.seconds, args.repeats, procs, args.only), urls, procs
     finally:
