@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -54,12 +53,6 @@ def say(line: str) -> None:
     """A line for the person at the terminal, on stdout."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build_worker_app(options: WorkerOptions, *, address: str,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from api.metrics import CANCELLATIONS
@@ -21,7 +20,6 @@ from contracts.errors import (
     ControllerUnavailableError,
     DeadlineExceededError,
     ModelNotFoundError,
-    MqgateError,
     WorkerStreamError,
     error_from_detail,
 )
@@ -33,7 +31,7 @@ from dispatcher.resolver import ModelCatalog
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE = None  # yielded by ``replies`` when a keepalive interval passes without a reply
+KEEPALIVE = None  # what ``ReplyReader.next`` returns when a keepalive interval passes
 
 
 @dataclass
@@ -156,13 +154,3 @@ class Gateway:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def replies(self, reader: ReplyReader) -> AsyncIterator[Reply | None]:
-        """Replies until the final one, with KEEPALIVE ticks between them."""
-        while True:
-            reply = await reader.next(keepalive=self.settings.keepalive_interval)
-            yield reply
-            if reply is not None and reply.kind is ReplyKind.FINAL:
-                return
-
-
-__all__ = ["KEEPALIVE", "Gateway", "MqgateError", "ReplyReader"]

@@ -61,7 +61,6 @@ class ReplySink:
         self._sending = asyncio.Lock()  # one message at a time, in sequence order
         self._failure: BaseException | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self.sent_output = False
 
     async def _emit(self, kind: ReplyKind, choices: list[ChoiceUpdate], usage: Usage | None = None,
                     embeddings: list[str] | None = None,
@@ -105,7 +104,6 @@ class ReplySink:
                 async with self._sending:
                     if self._pending:
                         await self._emit(ReplyKind.CHUNK, self._take())
-                        self.sent_output = True
                 if self._interval:
                     await asyncio.sleep(self._interval)
         except Exception as exc:  # noqa: BLE001 - handed to the producer on its next push
