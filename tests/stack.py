@@ -66,6 +66,14 @@ class Worker:
         data: dict[str, Any] = httpx.get(self.url + "/_stats", timeout=5).json()
         return data
 
+    def wait_generating(self, timeout: float = 10.0) -> None:
+        """Until a generation is running on this worker."""
+        deadline = time.monotonic() + timeout
+        while self.stats()["active"] == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no generation started on {self.url}")
+            time.sleep(0.02)
+
 
 @dataclass
 class Stack:
@@ -144,6 +152,18 @@ class Stack:
         self.api_port = free_port()
         self._mqgate("api", "api", "--port", str(self.api_port))
         self._wait_http(self.base_url + "/healthz", "api", method="GET")
+
+    def start_serving_fake(self, *workers: str, dispatchers: int = 1) -> Stack:
+        """Controller, test workers serving model "fake", dispatchers and the api, warmed up."""
+        self.start_controller()
+        for name in workers:
+            self.start_worker(name, ["fake"])
+        self.wait_models(["fake"])
+        for _ in range(dispatchers):
+            self.start_dispatcher()
+        self.start_api()
+        self.wait_serving("fake")
+        return self
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

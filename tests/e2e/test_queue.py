@@ -86,9 +86,7 @@ def test_killed_dispatcher_non_stream_job_is_answered_once(own_stack: Stack) -> 
     content = "survive the crash [[delay=0.2]] [[tokens=12]]"
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(chat, stack, content)
-        deadline = time.monotonic() + 10
-        while stack.workers["w"].stats()["active"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stack.workers["w"].wait_generating()
         second = stack.start_dispatcher()
         wait_log(second, "consuming")
         first.kill()
@@ -134,9 +132,7 @@ def test_sigterm_lets_the_dispatcher_finish_its_jobs(own_stack: Stack) -> None:
     content = "finish me [[delay=0.2]] [[tokens=10]]"
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(chat, stack, content)
-        deadline = time.monotonic() + 10
-        while stack.workers["w"].stats()["active"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stack.workers["w"].wait_generating()
         dispatcher.kill(signal.SIGTERM)
         response = pending.result()
     assert response.status_code == 200
@@ -154,9 +150,7 @@ def test_sigterm_requeues_what_does_not_finish_in_the_grace_period(own_stack: St
     content = "too slow to finish [[delay=0.2]] [[tokens=15]]"
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(chat, stack, content)
-        deadline = time.monotonic() + 10
-        while stack.workers["w"].stats()["active"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stack.workers["w"].wait_generating()
         second = stack.start_dispatcher()
         wait_log(second, "consuming")
         first.kill(signal.SIGTERM)

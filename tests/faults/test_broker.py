@@ -70,12 +70,7 @@ def test_broker_restart_mid_load(rabbit: PrivateRabbit, make_stack: Callable[...
                                  figures: list[str]) -> None:
     stack = make_stack(MQGATE_AMQP_URL=rabbit.url, MQGATE_REQUEST_TIMEOUT="20",
                        MQGATE_PUBLISH_TIMEOUT="1")
-    stack.start_controller()
-    stack.start_worker("w", ["fake"])
-    stack.wait_models(["fake"])
-    stack.start_dispatcher()
-    stack.start_api()
-    stack.wait_serving("fake")
+    stack.start_serving_fake("w")
     ledger, stop, bad = Ledger(), threading.Event(), Counter[str]()
     runner = threading.Thread(target=lambda: asyncio.run(_load(stack.base_url, ledger, stop,
                                                                bad)))

@@ -18,17 +18,6 @@ from tests.stack import Stack
 pytestmark = pytest.mark.faults
 
 
-def start(stack: Stack, *workers: str) -> Stack:
-    stack.start_controller()
-    for name in workers:
-        stack.start_worker(name, ["fake"])
-    stack.wait_models(["fake"])
-    stack.start_dispatcher()
-    stack.start_api()
-    stack.wait_serving("fake")
-    return stack
-
-
 def served(stack: Stack, count: int, tag: str) -> list[float]:
     """Send ``count`` requests one after another; all must be answered exactly."""
     took = []
@@ -48,8 +37,8 @@ def served(stack: Stack, count: int, tag: str) -> list[float]:
 def test_redis_failure_costs_latency_not_requests(make_stack: Callable[..., Stack],
                                                   private_redis: PrivateRedis, fault: str,
                                                   figures: list[str]) -> None:
-    stack = start(make_stack(MQGATE_REDIS_URL=private_redis.url, MQGATE_CACHE_TTL="0.5",
-                             MQGATE_TEMPLATE_TTL="0.5"), "w")
+    stack = make_stack(MQGATE_REDIS_URL=private_redis.url, MQGATE_CACHE_TTL="0.5",
+                             MQGATE_TEMPLATE_TTL="0.5").start_serving_fake("w")
     healthy = served(stack, 10, "warm")
     if fault == "hung":
         private_redis.hang()
@@ -67,7 +56,7 @@ def test_redis_failure_costs_latency_not_requests(make_stack: Callable[..., Stac
 
 
 def test_controller_down_with_a_warm_cache(make_stack: Callable[..., Stack]) -> None:
-    stack = start(make_stack(MQGATE_CACHE_TTL="1", MQGATE_CACHE_MAX_STALE="60"), "w")
+    stack = make_stack(MQGATE_CACHE_TTL="1", MQGATE_CACHE_MAX_STALE="60").start_serving_fake("w")
     served(stack, 3, "warm")
     controller = next(p for p in stack.procs if p.name == "controller")
     controller.kill(signal.SIGKILL)
@@ -84,7 +73,7 @@ def test_controller_down_with_a_warm_cache(make_stack: Callable[..., Stack]) -> 
 
 def test_worker_killed_mid_stream_ends_the_stream_with_an_error(
         make_stack: Callable[..., Stack], figures: list[str]) -> None:
-    stack = start(make_stack(), "w")
+    stack = make_stack().start_serving_fake("w")
     worker = stack.workers["w"]
     body = {"model": "fake", "stream": True,
             "messages": [{"role": "user", "content": "die [[delay=0.2]] [[tokens=50]]"}]}

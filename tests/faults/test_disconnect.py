@@ -26,13 +26,8 @@ def _aborted_after(worker: Worker, before: int, since: float) -> float:
 
 def test_disconnect_closes_the_worker_generation(make_stack: Callable[..., Stack],
                                                  figures: list[str]) -> None:
-    stack = make_stack()
-    stack.start_controller()
-    worker = stack.start_worker("w", ["fake"])
-    stack.wait_models(["fake"])
-    stack.start_dispatcher()
-    stack.start_api()
-    stack.wait_serving("fake")
+    stack = make_stack().start_serving_fake("w")
+    worker = stack.workers["w"]
     took: dict[str, float] = {}
     before = worker.stats()["aborted"]
     body = {"model": "fake", "stream": True, "messages": [{"role": "user", "content": SLOW}]}

@@ -24,12 +24,7 @@ def fuzz_stack(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
                                                                "MQGATE_REQUEST_TIMEOUT": "10"})
     stack.api_key = KEY
     try:
-        stack.start_controller()
-        stack.start_worker("w", ["fake"])
-        stack.wait_models(["fake"])
-        stack.start_dispatcher()
-        stack.start_api()
-        stack.wait_serving("fake")
+        stack.start_serving_fake("w")
         yield stack
     finally:
         stack.stop()

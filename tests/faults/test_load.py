@@ -71,15 +71,7 @@ async def _load(base: str) -> tuple[Counter[str], dict[str, list[str]], int]:
 
 def test_sustained_mixed_load_loses_and_repeats_nothing(
         make_stack: Callable[..., Stack], figures: list[str]) -> None:
-    stack = make_stack()
-    stack.start_controller()
-    stack.start_worker("a", ["fake"])
-    stack.start_worker("b", ["fake"])
-    stack.wait_models(["fake"])
-    stack.start_dispatcher()
-    stack.start_dispatcher()
-    stack.start_api()
-    stack.wait_serving("fake")
+    stack = make_stack().start_serving_fake("a", "b", dispatchers=2)
     outcomes, texts, sent = asyncio.run(_load(stack.base_url))
     answered = sum(len(v) for v in texts.values())
     figures.append(f"sustained load {SECONDS:.0f}s: {sent} requests, {dict(outcomes)}")

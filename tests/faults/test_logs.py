@@ -18,12 +18,7 @@ PROMPT = "PRIVATE-PROMPT-e21f"
 def test_debug_logs_carry_no_prompt_and_no_key(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(MQGATE_LOG_LEVEL="DEBUG", MQGATE_API_KEYS=KEY)
     stack.api_key = KEY
-    stack.start_controller()
-    stack.start_worker("w", ["fake"])
-    stack.wait_models(["fake"])
-    stack.start_dispatcher()
-    stack.start_api()
-    stack.wait_serving("fake")
+    stack.start_serving_fake("w")
     headers = {"Authorization": f"Bearer {KEY}"}
     for body in ({"model": "fake", "messages": [{"role": "user", "content": PROMPT}]},
                  {"model": "fake", "stream": True,
