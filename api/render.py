@@ -131,7 +131,7 @@ def _floats(packed: str) -> list[float]:
     return vector.tolist()
 
 
-def embedding_body(job: Job, replies: list[Reply], encoding: str | None) -> bytes:
+def embedding_body(job: Job, replies: list[Reply], *, encoding: str | None) -> bytes:
     final = replies[-1]
     vectors = final.embeddings or []
     if len(vectors) != len(job.prompts):

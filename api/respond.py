@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -19,12 +19,13 @@ from contracts.jobs import Job, Reply
 CLIENT_CLOSED = 499
 
 
-class Renderer(Protocol):
+class StreamRenderer(Protocol):
     def opening(self) -> list[bytes]: ...
 
     def chunks(self, reply: Reply) -> list[bytes]: ...
 
-    def complete(self, replies: list[Reply]) -> bytes: ...
+
+Complete = Callable[[list[Reply]], bytes]
 
 
 def json_response(body: bytes) -> Response:
@@ -47,18 +48,21 @@ def timed(request: Request, render: EventRenderer) -> EventRenderer:
     return render_timed
 
 
-async def respond(request: Request, gateway: Gateway, job: Job, renderer: Renderer) -> Response:
+async def respond(request: Request, gateway: Gateway, job: Job, complete: Complete,
+                  stream: StreamRenderer | None = None) -> Response:
+    """Submit ``job`` and answer: JSON built by ``complete`` from the replies, or, for a
+    streamed job, SSE rendered by ``stream``. A client that leaves cancels the job."""
     request.state.model = job.model
     reader = await gateway.submit(job)
     streaming = False
     try:
-        if job.stream:
+        if job.stream and stream is not None:
             first = await unless_disconnected(request, reader.first())
             streaming = True
-            return sse_response(reply_events(gateway, reader, first, renderer.opening(),
-                                             timed(request, renderer.chunks)))
+            return sse_response(reply_events(gateway, reader, first, stream.opening(),
+                                             timed(request, stream.chunks)))
         replies = await unless_disconnected(request, reader.final())
-        return json_response(renderer.complete(replies))
+        return json_response(complete(replies))
     except ClientDisconnectedError:
         gateway.cancel(job)
         return Response(status_code=CLIENT_CLOSED)

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -27,6 +28,7 @@ from dispatcher.forwarder import WorkerClient
 from dispatcher.lookup import CachedLookup
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 # FastChat's controller hands out one address per call; this many calls find the others.
 _SINGLE_ADDRESS_PROBES = 4
@@ -53,7 +55,7 @@ class ControllerClient:
         return response
 
     @staticmethod
-    def _parse(response: httpx.Response, model: type[BaseModel]) -> BaseModel:
+    def _parse(response: httpx.Response, model: type[M]) -> M:
         if response.status_code != 200:
             raise ControllerUnavailableError(f"the controller answered {response.status_code}")
         try:
@@ -63,7 +65,6 @@ class ControllerClient:
 
     async def list_models(self) -> list[str]:
         answer = self._parse(await self._post("/list_models"), ModelsResponse)
-        assert isinstance(answer, ModelsResponse)
         return sorted(set(answer.models))
 
     async def worker_addresses(self, model: str) -> list[str]:
@@ -73,13 +74,11 @@ class ControllerClient:
                 self._has_bulk_addresses = False  # a FastChat controller
             else:
                 answer = self._parse(response, WorkerAddressesResponse)
-                assert isinstance(answer, WorkerAddressesResponse)
                 return answer.addresses
         found: list[str] = []
         for _ in range(_SINGLE_ADDRESS_PROBES):
             single = self._parse(await self._post("/get_worker_address", {"model": model}),
                                  WorkerAddressResponse)
-            assert isinstance(single, WorkerAddressResponse)
             if single.address and single.address not in found:
                 found.append(single.address)
         return found

@@ -18,4 +18,5 @@ async def create_chat_completion(request: Request, gateway: GatewayDep) -> Respo
     job = chat_job(body, timeout=gateway.settings.request_timeout)
     await gateway.check_model(job.model)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await respond(request, gateway, job, ChatRenderer(job, include_usage=include_usage))
+    renderer = ChatRenderer(job, include_usage=include_usage)
+    return await respond(request, gateway, job, renderer.complete, renderer)

@@ -18,5 +18,5 @@ async def create_completion(request: Request, gateway: GatewayDep) -> Response:
     job = completion_job(body, timeout=gateway.settings.request_timeout)
     await gateway.check_model(job.model)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await respond(request, gateway, job,
-                         CompletionRenderer(job, include_usage=include_usage))
+    renderer = CompletionRenderer(job, include_usage=include_usage)
+    return await respond(request, gateway, job, renderer.complete, renderer)

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api.deps import GatewayDep
-from api.disconnect import ClientDisconnectedError, unless_disconnected
 from api.jobs import embedding_job, parse_body
 from api.render import embedding_body
-from api.respond import CLIENT_CLOSED, json_response, request_schema
+from api.respond import request_schema, respond
 from contracts.errors import RequestError
 from contracts.openai.embeddings import EmbeddingRequest
 
@@ -21,16 +22,8 @@ async def _embed(request: Request, gateway: GatewayDep, path_model: str | None) 
         raise RequestError("you must provide a model parameter", param="model")
     job = embedding_job(body, model, timeout=gateway.settings.request_timeout)
     await gateway.check_model(model)
-    request.state.model = model
-    reader = await gateway.submit(job)
-    try:
-        replies = await unless_disconnected(request, reader.final())
-    except ClientDisconnectedError:
-        gateway.cancel(job)
-        return Response(status_code=CLIENT_CLOSED)
-    finally:
-        reader.subscription.close()
-    return json_response(embedding_body(job, replies, body.encoding_format))
+    return await respond(request, gateway, job,
+                         partial(embedding_body, job, encoding=body.encoding_format))
 
 
 @router.post("/v1/embeddings", openapi_extra=request_schema(EmbeddingRequest))
