@@ -24,18 +24,11 @@ import httpx
 
 from bench.load import Result, Target, median_result, run
 from bench.probe import amqp_round_trip
+from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FASTCHAT_PYTHON = ROOT / "bench" / ".venv-fastchat" / "bin" / "python"
 FAST, SLOW = "bench-fast", "bench-slow"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
