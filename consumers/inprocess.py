@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -42,6 +44,7 @@ class InProcessTransport:
         self._tags = itertools.count(1)
         self._pump: asyncio.Task[None] | None = None
         self.dead_letters: list[Job] = []
+        self.cancels_heard_since = math.inf
 
     async def __aenter__(self) -> InProcessTransport:
         return self
@@ -73,6 +76,7 @@ class InProcessTransport:
     async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
                       prefetch: int) -> None:
         self._cancel_handlers.append(on_cancel)
+        self.cancels_heard_since = time.time()
         self._pump = asyncio.create_task(self._deliver_loop(on_job, prefetch))
 
     async def stop_consuming(self) -> None:

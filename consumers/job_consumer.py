@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from consumers.transport import Delivery
 from contracts.errors import DeadlineExceededError, MqgateError
+from contracts.jobs import Job
 from contracts.logs import job_id_var
 from dispatcher.metrics import CANCELLATIONS, EXPIRED, IN_FLIGHT, JOBS, QUEUED_SECONDS
 from dispatcher.replies import ReplySink
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class JobRunner:
     def __init__(self, service: DispatchService, *, remember_cancels: float = 900.0,
                  flush_interval: float = 0.0,
-                 cancelled_elsewhere: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 cancelled_elsewhere: Callable[[Job], Awaitable[bool]] | None = None) -> None:
         self._service = service
         self._cancelled_elsewhere = cancelled_elsewhere
         self._flush_interval = flush_interval
@@ -71,7 +72,7 @@ class JobRunner:
         sink = ReplySink(job_id=job.id, attempt=delivery.attempt, stream=job.stream,
                          send=delivery.reply, interval=self._flush_interval)
         if self._is_cancelled(job.id) or (self._cancelled_elsewhere is not None
-                                           and await self._cancelled_elsewhere(job.id)):
+                                           and await self._cancelled_elsewhere(job)):
             await delivery.ack()
             return
         if job.remaining() <= 0:

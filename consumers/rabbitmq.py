@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -18,9 +19,11 @@ from aio_pika.abc import (
     ExchangeType,
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+from aiormq import spec
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from consumers.reply_outbox import ReplyOutbox
 from consumers.reply_router import ReplyRouter
 from consumers.transport import CancelHandler, Delivery, DeliveryHandler
 from contracts.errors import (
@@ -30,9 +33,9 @@ from contracts.errors import (
     MqgateError,
     PoisonJobError,
 )
-from contracts.jobs import Cancel, Job, Reply, ReplyKind
+from contracts.jobs import Cancel, Job, Reply, ReplyBatch, ReplyKind
 from contracts.settings import Settings
-from contracts.topology import DEADLINE_HEADER
+from contracts.topology import REPLY_BATCH_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,19 @@ class RabbitBroker:
     async def ping(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
+    async def _publish(self, channel: AbstractRobustChannel, routing_key: str, body: bytes,
+                       properties: spec.Basic.Properties) -> None:
+        """Publish to the default exchange, mandatory, waiting for the confirm when the
+        channel has them. The hot paths build AMQP properties directly instead of aio-pika
+        Messages; a closed channel fails at once, as aio-pika's exchanges do."""
+        if channel.is_closed:
+            raise ChannelInvalidStateError(f"{channel!r} is closed")
+        timeout = self.settings.publish_timeout
+        async with asyncio.timeout(timeout):
+            underlay = await channel.get_underlay_channel()
+        await underlay.basic_publish(body, routing_key=routing_key, properties=properties,
+                                     mandatory=True, timeout=timeout)
+
 
 class RabbitJobQueue(RabbitBroker):
     """The api's side: publishes jobs with confirms and consumes its own reply queue."""
@@ -119,8 +135,8 @@ class RabbitJobQueue(RabbitBroker):
 
     async def __aenter__(self) -> RabbitJobQueue:
         await super().__aenter__()
-        self._publish = await self.open_channel(confirms=True)
-        self._cancels = await self._publish.get_exchange(self.topology.cancel_exchange)
+        self._publish_channel = await self.open_channel(confirms=True)
+        self._cancels = await self._publish_channel.get_exchange(self.topology.cancel_exchange)
         replies = await self.open_channel(confirms=False)
         await replies.set_qos(prefetch_count=0)
         queue = await replies.declare_queue(self.reply_queue_name, exclusive=True,
@@ -140,23 +156,24 @@ class RabbitJobQueue(RabbitBroker):
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         try:
-            reply = Reply.model_validate_json(message.body)
+            if message.type == REPLY_BATCH_TYPE:
+                replies = ReplyBatch.model_validate_json(message.body).replies
+            else:
+                replies = [Reply.model_validate_json(message.body)]
         except ValidationError:
             log.warning("dropped a malformed reply")
             return
-        self.router.deliver(reply)
+        for reply in replies:
+            self.router.deliver(reply)
 
     async def publish_job(self, job: Job) -> None:
-        remaining = job.remaining()
-        message = aio_pika.Message(
-            job.model_dump_json().encode(), correlation_id=job.id,
-            reply_to=self.reply_queue_name, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            expiration=max(remaining, 0.001), headers={DEADLINE_HEADER: int(job.deadline * 1000)},
-            content_type="application/json")
+        properties = spec.Basic.Properties(
+            content_type="application/json", delivery_mode=2, correlation_id=job.id,
+            message_id=job.id, reply_to=self.reply_queue_name,
+            expiration=str(max(int(job.remaining() * 1000), 1)))
         try:
-            await self._publish.default_exchange.publish(
-                message, routing_key=self.topology.jobs_queue, mandatory=True,
-                timeout=self.settings.publish_timeout)
+            await self._publish(self._publish_channel, self.topology.jobs_queue,
+                                job.model_dump_json().encode(), properties)
         except DeliveryError as exc:
             raise CapacityError("the job queue is full; retry later") from exc
         except PublishError as exc:
@@ -166,8 +183,8 @@ class RabbitJobQueue(RabbitBroker):
 
     async def depth(self) -> int | None:
         try:
-            declared = await self._publish.declare_queue(self.topology.jobs_queue, passive=True,
-                                                         timeout=self.settings.publish_timeout)
+            declared = await self._publish_channel.declare_queue(
+                self.topology.jobs_queue, passive=True, timeout=self.settings.publish_timeout)
         except (*_BROKER_ERRORS, DeliveryError, PublishError):
             return None
         count = declared.declaration_result.message_count
@@ -190,11 +207,24 @@ class RabbitJobSource(RabbitBroker):
         self.consumer_id = uuid.uuid4().hex[:12]
         self._settling: set[asyncio.Future[None]] = set()
         self._consumer_tag: str | None = None
+        self.cancels_heard_since = math.inf
+
+    def _hearing_cancels(self, *_args: object) -> None:
+        self.cancels_heard_since = time.time()
+
+    def _deaf_to_cancels(self, *_args: object) -> None:
+        """Cancels published from now until the consumer is back are lost."""
+        self.cancels_heard_since = math.inf
 
     async def __aenter__(self) -> RabbitJobSource:
         await super().__aenter__()
         self._replies = await self.open_channel(confirms=True)
+        self._outbox = ReplyOutbox(self._publish_replies)
         return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._outbox.aclose()
+        await super().__aexit__(*exc_info)
 
     async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
                       prefetch: int) -> None:
@@ -208,6 +238,11 @@ class RabbitJobSource(RabbitBroker):
                 on_cancel(Cancel.model_validate_json(message.body).job_id)
 
         await cancel_queue.consume(cancelled, no_ack=True)
+        self._hearing_cancels()
+        cancels.close_callbacks.add(self._deaf_to_cancels)
+        cancels.reopen_callbacks.add(self._hearing_cancels)
+        self.connection.close_callbacks.add(self._deaf_to_cancels)
+        self.connection.reconnect_callbacks.add(self._hearing_cancels)
         self._jobs_channel = await self.open_channel(confirms=False)
         await self._jobs_channel.set_qos(prefetch_count=prefetch)
         # declared (not merely looked up) on this channel, so that a robust reconnection
@@ -276,11 +311,11 @@ class RabbitJobSource(RabbitBroker):
                         reply=reply, ack=ack, requeue=requeue)
 
     async def _send_reply(self, reply_to: str, reply: Reply) -> None:
-        message = aio_pika.Message(reply.model_dump_json().encode(), correlation_id=reply.job_id,
-                                   delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
-        await self._replies.default_exchange.publish(message, routing_key=reply_to,
-                                                     mandatory=True,
-                                                     timeout=self.settings.publish_timeout)
+        await self._outbox.send(reply_to, reply)
+
+    async def _publish_replies(self, reply_to: str, body: bytes) -> None:
+        await self._publish(self._replies, reply_to, body, spec.Basic.Properties(
+            content_type="application/json", delivery_mode=1, message_type=REPLY_BATCH_TYPE))
 
     async def stop_consuming(self) -> None:
         if self._consumer_tag is not None:

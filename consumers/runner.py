@@ -10,6 +10,7 @@ from consumers.health import QuietServer, create_health_app, quiet_server, serve
 from consumers.job_consumer import JobRunner
 from consumers.rabbitmq import RabbitJobSource
 from consumers.transport import JobSource
+from contracts.jobs import Job
 from contracts.settings import Settings
 from dispatcher.cache import Cache, RedisCache
 from dispatcher.forwarder import WorkerClient
@@ -17,6 +18,9 @@ from dispatcher.resolver import ControllerClient, WorkerResolver
 from dispatcher.service import DispatchService
 
 log = logging.getLogger(__name__)
+
+# how far the api's and the dispatcher's clocks may disagree about when a job was submitted
+CLOCK_SKEW = 5.0
 
 
 async def _stop_server(server: QuietServer, task: asyncio.Task[None]) -> None:
@@ -43,16 +47,19 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
             resolver=WorkerResolver(controller, workers, cache, settings), workers=workers,
             attempts=settings.worker_attempts,
             embedding_batch_size=settings.embedding_batch_size)
-        shared = cache
+        if source is None:
+            source = await stack.enter_async_context(RabbitJobSource(settings))
+        shared, heard = cache, source
 
-        async def cancelled_elsewhere(job_id: str) -> bool:
-            """A cancel published while no dispatcher listened (the job was still queued)."""
-            return await shared.get(settings.topology.redis_key("cancelled", job_id)) is not None
+        async def cancelled_elsewhere(job: Job) -> bool:
+            """A cancel published while this dispatcher did not listen (the job was still
+            queued, or the broker connection was down): remembered in the shared cache."""
+            if job.submitted > heard.cancels_heard_since + CLOCK_SKEW:
+                return False
+            return await shared.get(settings.topology.redis_key("cancelled", job.id)) is not None
 
         runner = JobRunner(service, flush_interval=settings.stream_flush_interval,
                            cancelled_elsewhere=cancelled_elsewhere)
-        if source is None:
-            source = await stack.enter_async_context(RabbitJobSource(settings))
         await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)
         log.info("dispatcher consuming %s with concurrency %d", settings.topology.jobs_queue,
                  settings.concurrency)

@@ -46,7 +46,14 @@ class JobQueue(Protocol):
 
 
 class JobSource(Protocol):
-    """A dispatcher's side: jobs and cancels in, replies out."""
+    """A dispatcher's side: jobs and cancels in, replies out.
+
+    ``cancels_heard_since`` is the wall-clock time since which every cancel published has
+    reached this source (infinity while it is not listening): a job submitted later than that
+    cannot have been cancelled unheard.
+    """
+
+    cancels_heard_since: float
 
     async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
                       prefetch: int) -> None:

@@ -1,4 +1,5 @@
-"""The envelopes that travel over the broker: Job (api to dispatcher), Reply (back), Cancel."""
+"""The envelopes that travel over the broker: Job (api to dispatcher), Reply and ReplyBatch
+(back), Cancel."""
 
 from __future__ import annotations
 
@@ -105,6 +106,13 @@ class Reply(Envelope):
     embeddings: list[str] | None = None  # each vector as base64 of little-endian float32
     token_count: TokenCount | None = None
     error: ErrorDetail | None = None
+
+
+class ReplyBatch(Envelope):
+    """Replies bound for one api process that travel in one broker message; each keeps its
+    own job id, attempt and sequence number."""
+
+    replies: list[Reply]
 
 
 class Cancel(Envelope):

@@ -37,4 +37,5 @@ class Topology:
         return ":".join((self.namespace, *parts))
 
 
-DEADLINE_HEADER = "x-mqgate-deadline"
+# the AMQP ``type`` of a message that carries a ReplyBatch
+REPLY_BATCH_TYPE = "mqgate.reply-batch"

@@ -44,11 +44,25 @@ def _parse(entry: str) -> _Rule:
     return _Rule(entry, None)
 
 
+_REMEMBERED = 4096  # verdicts kept; a fleet has far fewer worker addresses
+
+
 class WorkerAllowlist:
     def __init__(self, entries: list[str]) -> None:
         self._rules = [_parse(e) for e in entries if e.strip()] or [_Rule("*", None)]
+        self._verdicts: dict[str, bool] = {}
 
     def allows(self, address: str) -> bool:
+        """Whether ``address`` may be called; decided once per address (it is asked on
+        every job)."""
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            if len(self._verdicts) >= _REMEMBERED:
+                self._verdicts.clear()
+            verdict = self._verdicts[address] = self._decide(address)
+        return verdict
+
+    def _decide(self, address: str) -> bool:
         try:
             parts = urlsplit(address)
             port = parts.port

@@ -59,11 +59,17 @@ class WorkerStream:
         self._response = response
         self.received = False
 
-    async def __aiter__(self) -> AsyncIterator[WorkerFrame]:
+    def __aiter__(self) -> AsyncIterator[WorkerFrame]:
+        return self.frames()
+
+    async def frames(self, *, latest_only: bool = False) -> AsyncIterator[WorkerFrame]:
+        """Every frame; with ``latest_only`` only the last frame of each read, which is all
+        that matters when only the text so far is wanted (frames carry it whole)."""
         buffer = bytearray()
         try:
             async for data in self._response.content.iter_any():
-                for raw in split_frames(buffer, data):
+                raws = split_frames(buffer, data)
+                for raw in raws[-1:] if latest_only else raws:
                     self.received = True
                     yield WorkerFrame.model_validate_json(raw)
         except ValidationError as exc:

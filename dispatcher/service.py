@@ -7,7 +7,7 @@ import base64
 import logging
 import sys
 from array import array
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -37,7 +37,7 @@ from contracts.fastchat import (
 from contracts.jobs import Job, JobKind, TokenCount
 from contracts.openai.common import LogProbs, Usage
 from dispatcher.deltas import DeltaTracker
-from dispatcher.forwarder import WorkerClient, WorkerStream
+from dispatcher.forwarder import WorkerClient
 from dispatcher.limits import max_new_tokens
 from dispatcher.metrics import WORKER_ERRORS, WORKER_RETRIES
 from dispatcher.prompt import merge_stops, render_prompt
@@ -107,30 +107,42 @@ class DispatchService:
             raise _first_error(group) from None
 
     async def _with_worker(self, job: Job, call: Callable[[str], Awaitable[T]]) -> T:
-        """``call(address)`` on a worker of the job's model; retried elsewhere while retryable."""
+        """``call(address)`` on a worker of the job's model; retried elsewhere while retryable.
+
+        The first try runs without the retry machinery (it is what almost every job needs);
+        tenacity takes over after a retryable failure."""
         tried: set[str] = set()
+        try:
+            return await self._try_worker(job, call, tried)
+        except MqgateError as exc:
+            if not exc.retryable or self.attempts <= 1:
+                raise
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(max(job.remaining(), 0)),
+            stop=stop_after_attempt(self.attempts - 1) | stop_after_delay(max(job.remaining(),
+                                                                              0)),
             wait=wait_random_exponential(multiplier=0.02, max=0.25),
             reraise=True)
         async for attempt in retrying:
             with attempt:
-                address = await self.resolver.choose(job.model, tried)
-                tried.add(address)
-                if attempt.retry_state.attempt_number > 1:
-                    WORKER_RETRIES.inc()
-                try:
-                    with self.resolver.lease(address):
-                        return await call(address)
-                except WorkerConnectError as exc:
-                    WORKER_ERRORS.labels(code=exc.code).inc()
-                    await self.resolver.evict(job.model, address)
-                    raise
-                except WorkerError as exc:
-                    WORKER_ERRORS.labels(code=exc.code).inc()
-                    raise
+                WORKER_RETRIES.inc()
+                return await self._try_worker(job, call, tried)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _try_worker(self, job: Job, call: Callable[[str], Awaitable[T]],
+                          tried: set[str]) -> T:
+        address = await self.resolver.choose(job.model, tried)
+        tried.add(address)
+        try:
+            with self.resolver.lease(address):
+                return await call(address)
+        except WorkerConnectError as exc:
+            WORKER_ERRORS.labels(code=exc.code).inc()
+            await self.resolver.evict(job.model, address)
+            raise
+        except WorkerError as exc:
+            WORKER_ERRORS.labels(code=exc.code).inc()
+            raise
 
     # --- generation -------------------------------------------------------------------------
 
@@ -181,10 +193,13 @@ class DispatchService:
                              sink: ReplySink) -> None:
         params = await self._params(job, choice, address)
         async with self.workers.generate_stream(address, params) as stream:
-            await self._relay(choice, stream, sink, job.stream)
+            # a non-streamed answer needs only the last frame, unless logprobs must be
+            # gathered from frames that carry them
+            latest_only = not job.stream and job.params.logprobs is None
+            await self._relay(choice, stream.frames(latest_only=latest_only), sink, job.stream)
             await stream.drain()
 
-    async def _relay(self, choice: _Choice, frames: WorkerStream, sink: ReplySink,
+    async def _relay(self, choice: _Choice, frames: AsyncIterator[WorkerFrame], sink: ReplySink,
                      stream: bool) -> None:
         """Worker frames to the sink: every delta for a stream; for a non-streamed job only
         the last frame matters, since frames carry the text so far."""

@@ -1,0 +1,83 @@
+"""Replies bound for the same api process, sent together in one broker message.
+
+Every reply handed over while the event loop runs one round of ready work leaves in one
+message, published as soon as that round ends: a lone reply waits for no company, and a
+dispatcher serving many jobs at once sends one message per round instead of one per reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from contracts.jobs import Reply
+
+PublishBatch = Callable[[str, bytes], Awaitable[None]]
+MAX_BATCH_BYTES = 512 * 1024  # past this a round's replies are split over several messages
+
+_Pending = list[tuple[bytes, asyncio.Future[None]]]
+
+
+def reply_batch_body(encoded: list[bytes]) -> bytes:
+    """The JSON of a ``ReplyBatch`` holding the already-encoded replies."""
+    return b'{"replies":[' + b",".join(encoded) + b"]}"
+
+
+def _split(pending: _Pending, limit: int) -> list[_Pending]:
+    chunks: list[_Pending] = [[]]
+    size = 0
+    for item in pending:
+        if chunks[-1] and size + len(item[0]) > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item[0])
+    return chunks
+
+
+class ReplyOutbox:
+    """``publish(destination, body)`` sends one batch and returns once the broker took it."""
+
+    def __init__(self, publish: PublishBatch, *, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
+        self._publish = publish
+        self._limit = max_batch_bytes
+        self._pending: dict[str, _Pending] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def send(self, destination: str, reply: Reply) -> None:
+        """Returns once the message carrying ``reply`` is confirmed; raises its failure."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        pending = self._pending.get(destination)
+        if pending is None:
+            pending = self._pending[destination] = []
+            loop.call_soon(self._flush, destination)
+        pending.append((reply.model_dump_json().encode(), done))
+        await done
+
+    def _flush(self, destination: str) -> None:
+        for chunk in _split(self._pending.pop(destination, []), self._limit):
+            task = asyncio.create_task(self._send(destination, chunk))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, destination: str, chunk: _Pending) -> None:
+        try:
+            await self._publish(destination, reply_batch_body([body for body, _ in chunk]))
+        except asyncio.CancelledError:
+            for _, done in chunk:
+                done.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - every sender of the batch gets the failure
+            for _, done in chunk:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in chunk:
+            if not done.done():
+                done.set_result(None)
+
+    async def aclose(self) -> None:
+        """Wait for the batches already on their way."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
