@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.auth import ApiKeyMiddleware, BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.gateway import Gateway
+from api.hot import HotRoutes
 from api.metrics import QUEUE_DEPTH, MetricsMiddleware
 from api.respond import SCHEMA_COMPONENTS
 from api.routes import chat, completions, embeddings, fastchat, health, models
@@ -86,6 +87,9 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
     _with_body_schemas(app)
     for module in (chat, completions, embeddings, models, fastchat, health):
         app.include_router(module.router)
+    app.add_middleware(HotRoutes, routes=app.router.routes, endpoints=(
+        chat.create_chat_completion, completions.create_completion,
+        embeddings.create_embeddings))
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     app.add_middleware(MetricsMiddleware)

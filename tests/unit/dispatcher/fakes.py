@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class Scripted:
     status: int = 200
     cut: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # between pieces, so that each arrives in a read of its own
 
 
 def refused_address() -> str:
@@ -88,7 +90,9 @@ class ScriptedWorkers:
             return web.Response(status=scripted.status, headers=scripted.headers)
         response = web.StreamResponse()
         await response.prepare(request)
-        for piece in scripted.pieces:
+        for i, piece in enumerate(scripted.pieces):
+            if i and scripted.delay:
+                await asyncio.sleep(scripted.delay)
             await response.write(piece)
         if scripted.cut and request.transport is not None:
             request.transport.close()

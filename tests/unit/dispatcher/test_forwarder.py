@@ -53,6 +53,16 @@ async def test_stream_yields_frames_whatever_the_chunking(
     assert await _texts(client, address) == ["a", "ab", "abc", "abc"]
 
 
+async def test_latest_only_skips_frames_overtaken_within_a_read(
+        client: WorkerClient, worker: tuple[ScriptedWorkers, str]) -> None:
+    scripted, address = worker
+    first, rest = frames("a", "ab", "abc").split(b"\0", 1)
+    scripted.stream_for = lambda _a, _b: Scripted([first + b"\0", rest], delay=0.05)
+    async with client.generate_stream(address, PARAMS) as stream:
+        seen = [(f.text, f.finish_reason) async for f in stream.frames(latest_only=True)]
+    assert seen == [("a", None), ("abc", "stop")]
+
+
 async def test_stream_sends_exactly_the_gen_params(
         client: WorkerClient, worker: tuple[ScriptedWorkers, str]) -> None:
     scripted, address = worker
