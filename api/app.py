@@ -87,7 +87,8 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
     _with_body_schemas(app)
     for module in (chat, completions, embeddings, models, fastchat, health):
         app.include_router(module.router)
-    app.add_middleware(HotRoutes, routes=app.router.routes, endpoints=(
+    app.add_middleware(HotRoutes, routes=[*chat.router.routes, *completions.router.routes,
+                                          *embeddings.router.routes], endpoints=(
         chat.create_chat_completion, completions.create_completion,
         embeddings.create_embeddings))
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

@@ -23,15 +23,28 @@ async def _disconnected(request: Request) -> None:
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """``await work``, or cancel it and raise ClientDisconnectedError if the client leaves."""
-    task = asyncio.ensure_future(work)
+    """``await work``, or stop it and raise ClientDisconnectedError if the client leaves.
+
+    The work runs in the calling task; only the watcher is a task of its own, and it cancels
+    the caller when the client goes."""
+    caller = asyncio.current_task()
+    assert caller is not None
+    waiting, left = True, False
+
+    def client_left(watcher: asyncio.Task[None]) -> None:
+        nonlocal left
+        if waiting and not watcher.cancelled() and watcher.exception() is None:
+            left = True
+            caller.cancel()
+
     watcher = asyncio.create_task(_disconnected(request))
+    watcher.add_done_callback(client_left)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        raise ClientDisconnectedError
+        return await work
+    except asyncio.CancelledError:
+        if left and caller.uncancel() == 0:
+            raise ClientDisconnectedError from None
+        raise
     finally:
+        waiting = False
         watcher.cancel()
-        if not task.done():
-            task.cancel()

@@ -33,6 +33,10 @@ class HotRoutes:
                         if isinstance(route, APIRoute) and route.endpoint in endpoints
                         and "POST" in (route.methods or ())}
 
+    @property
+    def paths(self) -> set[str]:
+        return set(self._routes)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = (self._routes.get(scope["path"])
                  if scope["type"] == "http" and scope["method"] == "POST" else None)

@@ -20,7 +20,7 @@ from dispatcher.service import DispatchService
 log = logging.getLogger(__name__)
 
 # how far the api's and the dispatcher's clocks may disagree about when a job was submitted
-CLOCK_SKEW = 5.0
+CLOCK_SKEW = 1.0
 
 
 async def _stop_server(server: QuietServer, task: asyncio.Task[None]) -> None:

@@ -8,7 +8,7 @@ import logging
 import sys
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -81,7 +81,8 @@ class _Choice:
     index: int
     prompt_index: int
     build_prompt: PromptBuilder
-    usage: Usage = field(default_factory=Usage)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,8 +170,8 @@ class DispatchService:
         completion_tokens = 0
         for choice in choices:
             prompt_tokens[choice.prompt_index] = max(prompt_tokens.get(choice.prompt_index, 0),
-                                                     choice.usage.prompt_tokens)
-            completion_tokens += choice.usage.completion_tokens
+                                                     choice.prompt_tokens)
+            completion_tokens += choice.completion_tokens
         prompt_total = sum(prompt_tokens.values())
         await sink.finish(Usage(prompt_tokens=prompt_total, completion_tokens=completion_tokens,
                                 total_tokens=prompt_total + completion_tokens))
@@ -217,9 +218,8 @@ class DispatchService:
             if frame.finish_reason is not None:
                 break
         if last is not None and last.usage is not None:
-            choice.usage = Usage(prompt_tokens=last.usage.prompt_tokens,
-                                 completion_tokens=last.usage.completion_tokens,
-                                 total_tokens=last.usage.total_tokens)
+            choice.prompt_tokens = last.usage.prompt_tokens
+            choice.completion_tokens = last.usage.completion_tokens
         if not stream and last is not None:
             whole = last if last.logprobs or not logprobs else last.model_copy(
                 update={"logprobs": logprobs})
