@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 from consumers.health import QuietServer, create_health_app, quiet_server, serve_in_background
 from consumers.job_consumer import JobRunner
-from consumers.rabbitmq import RabbitJobSource
+from consumers.rabbitmq_source import RabbitJobSource
 from consumers.transport import JobSource
 from contracts.jobs import Job
 from contracts.settings import Settings

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from consumers.rabbitmq import RabbitJobQueue, RabbitJobSource
+from consumers.rabbitmq import RabbitJobQueue
+from consumers.rabbitmq_source import RabbitJobSource
 from consumers.reply_router import ReplyRouter
 from consumers.transport import Delivery
 from contracts.errors import BrokerUnavailableError, CapacityError

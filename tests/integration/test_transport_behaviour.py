@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pytest
 
 from consumers.inprocess import InProcessTransport
-from consumers.rabbitmq import RabbitJobQueue, RabbitJobSource
+from consumers.rabbitmq import RabbitJobQueue
+from consumers.rabbitmq_source import RabbitJobSource
 from consumers.reply_router import ReplyRouter
 from consumers.transport import Delivery, JobQueue, JobSource
 from contracts.errors import CapacityError

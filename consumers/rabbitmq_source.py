@@ -1,0 +1,151 @@
+"""A dispatcher's side of the RabbitMQ transport: jobs with prefetch, cancels, replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import DeliveryError, PublishError
+from aiormq import spec
+from pydantic import ValidationError
+
+from consumers.rabbitmq import BROKER_ERRORS, RabbitBroker, jobs_queue_arguments
+from consumers.reply_outbox import ReplyOutbox
+from consumers.transport import CancelHandler, Delivery, DeliveryHandler
+from contracts.errors import DeadlineExceededError, MqgateError, PoisonJobError
+from contracts.jobs import Cancel, Job, Reply, ReplyKind
+from contracts.settings import Settings
+from contracts.topology import REPLY_BATCH_TYPE
+
+log = logging.getLogger(__name__)
+
+
+class RabbitJobSource(RabbitBroker):
+    """A dispatcher's side: consumes jobs with prefetch, listens for cancels, sends replies."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.consumer_id = uuid.uuid4().hex[:12]
+        self._settling: set[asyncio.Future[None]] = set()
+        self._consumer_tag: str | None = None
+        self.cancels_heard_since = math.inf
+
+    def _hearing_cancels(self, *_args: object) -> None:
+        self.cancels_heard_since = time.time()
+
+    def _deaf_to_cancels(self, *_args: object) -> None:
+        """Cancels published from now until the consumer is back are lost."""
+        self.cancels_heard_since = math.inf
+
+    async def __aenter__(self) -> RabbitJobSource:
+        await super().__aenter__()
+        self._replies = await self.open_channel(confirms=True)
+        self._outbox = ReplyOutbox(self._publish_replies)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._outbox.aclose()
+        await super().__aexit__(*exc_info)
+
+    async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
+                      prefetch: int) -> None:
+        cancels = await self.open_channel(confirms=False)
+        cancel_queue = await cancels.declare_queue(self.topology.cancel_queue(), exclusive=True,
+                                                   auto_delete=True, durable=False)
+        await cancel_queue.bind(self.topology.cancel_exchange)
+
+        async def cancelled(message: AbstractIncomingMessage) -> None:
+            with contextlib.suppress(ValidationError):
+                on_cancel(Cancel.model_validate_json(message.body).job_id)
+
+        await cancel_queue.consume(cancelled, no_ack=True)
+        self._hearing_cancels()
+        cancels.close_callbacks.add(self._deaf_to_cancels)
+        cancels.reopen_callbacks.add(self._hearing_cancels)
+        self.connection.close_callbacks.add(self._deaf_to_cancels)
+        self.connection.reconnect_callbacks.add(self._hearing_cancels)
+        self._jobs_channel = await self.open_channel(confirms=False)
+        await self._jobs_channel.set_qos(prefetch_count=prefetch)
+        # declared (not merely looked up) on this channel, so that a robust reconnection
+        # re-declares the queue and restores the consumer
+        queue = await self._jobs_channel.declare_queue(
+            self.topology.jobs_queue, durable=True, arguments=jobs_queue_arguments(self.settings))
+        self._jobs = queue
+
+        async def received(message: AbstractIncomingMessage) -> None:
+            delivery = self._delivery(message)
+            if delivery is not None:
+                await on_job(delivery)
+
+        self._consumer_tag = await queue.consume(received, no_ack=False)
+        dead = await self._jobs_channel.declare_queue(self.topology.dead_letter_queue,
+                                                      durable=True)
+        self._dead_tag = await dead.consume(self._dead_lettered, no_ack=False)
+
+    async def _dead_lettered(self, message: AbstractIncomingMessage) -> None:
+        """Answer the client of a job the broker gave up on, so it is not left waiting."""
+        deaths = message.headers.get("x-death") if message.headers else None
+        reason = ""
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+            reason = str(deaths[0].get("reason", ""))
+        error: MqgateError
+        if reason == "expired":
+            error = DeadlineExceededError("the request's deadline passed while it was queued")
+        else:
+            error = PoisonJobError("the request failed on every dispatcher that tried it")
+        log.warning("dead-lettered job (%s) answered with %s", reason or "unknown", error.code)
+        if message.reply_to and message.correlation_id:
+            reply = Reply(job_id=message.correlation_id, attempt=f"dead:{reason}", seq=0,
+                          kind=ReplyKind.ERROR, error=error.detail())
+            with contextlib.suppress(*BROKER_ERRORS, DeliveryError, PublishError):
+                await self._send_reply(message.reply_to, reply)
+        with contextlib.suppress(*BROKER_ERRORS):
+            await message.ack()
+
+    def _delivery(self, message: AbstractIncomingMessage) -> Delivery | None:
+        try:
+            job = Job.model_validate_json(message.body)
+        except ValidationError:
+            log.exception("rejected a malformed job to the dead-letter queue")
+            task = asyncio.ensure_future(message.reject(requeue=False))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+            return None
+        reply_to = message.reply_to or ""
+        count = message.headers.get("x-delivery-count", 0) if message.headers else 0
+
+        async def reply(r: Reply) -> None:
+            await self._send_reply(reply_to, r)
+
+        async def ack() -> None:
+            with contextlib.suppress(*BROKER_ERRORS):  # after a reconnect: already requeued
+                await message.ack()
+
+        async def requeue() -> None:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await message.nack(requeue=True)
+
+        return Delivery(job=job, attempt=f"{self.consumer_id}:{message.delivery_tag}:"
+                                          f"{time.monotonic_ns()}",
+                        redelivered=bool(message.redelivered),
+                        delivery_count=int(count) if isinstance(count, int) else 0,
+                        reply=reply, ack=ack, requeue=requeue)
+
+    async def _send_reply(self, reply_to: str, reply: Reply) -> None:
+        await self._outbox.send(reply_to, reply)
+
+    async def _publish_replies(self, reply_to: str, body: bytes) -> None:
+        await self._publish(self._replies, reply_to, body, spec.Basic.Properties(
+            content_type="application/json", delivery_mode=1, message_type=REPLY_BATCH_TYPE))
+
+    async def stop_consuming(self) -> None:
+        if self._consumer_tag is not None:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await self._jobs.cancel(self._consumer_tag)
+            self._consumer_tag = None
