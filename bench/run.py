@@ -97,12 +97,25 @@ class Bench:
     procs: Processes
     only: list[str] = field(default_factory=list)
 
+    def once(self, target: Target, mode: str, model: str, concurrency: int,
+             tokens: int = 32, seconds: float | None = None) -> Result:
+        return asyncio.run(run(target, mode=mode, model=model, concurrency=concurrency,
+                               seconds=seconds or self.seconds, tokens=tokens))
+
     def measure(self, target: Target, mode: str, model: str, concurrency: int,
                 tokens: int = 32, seconds: float | None = None) -> Result:
-        runs = [asyncio.run(run(target, mode=mode, model=model, concurrency=concurrency,
-                                seconds=seconds or self.seconds, tokens=tokens))
-                for _ in range(self.repeats)]
-        return median_result(runs)
+        return median_result([self.once(target, mode, model, concurrency, tokens, seconds)
+                              for _ in range(self.repeats)])
+
+    def compare(self, targets: dict[str, Target], mode: str, model: str, concurrency: int,
+                tokens: int, seconds: float | None) -> dict[str, Result]:
+        """The median run of each target, the runs interleaved (one of each target in turn),
+        so that a slow or fast stretch of a noisy machine falls on all of them alike."""
+        runs: dict[str, list[Result]] = {name: [] for name in targets}
+        for _ in range(self.repeats):
+            for name, target in targets.items():
+                runs[name].append(self.once(target, mode, model, concurrency, tokens, seconds))
+        return {name: median_result(results) for name, results in runs.items()}
 
 
 CELLS: list[tuple[str, str, int]] = [
@@ -199,12 +212,12 @@ def comparison(bench: Bench, urls: dict[str, str]) -> list[dict[str, Any]]:
         model = SLOW if label.startswith("realistic") else FAST
         tokens = 128 if model == SLOW else 32
         seconds = bench.seconds * 2 if model == SLOW else None
-        found: dict[str, Result] = {}
-        for name, target in targets.items():
-            if model == SLOW and name == "direct":
-                target = Target(name="direct", urls=(urls["slow"],), direct=True)
-            found[name] = bench.measure(target, mode, model, concurrency, tokens, seconds)
-            print(f"  {label} c={concurrency} {name}: {found[name].rps:.1f} rps", flush=True)
+        cell_targets = dict(targets)
+        if model == SLOW:
+            cell_targets["direct"] = Target(name="direct", urls=(urls["slow"],), direct=True)
+        found = bench.compare(cell_targets, mode, model, concurrency, tokens, seconds)
+        for name, result in found.items():
+            print(f"  {label} c={concurrency} {name}: {result.rps:.1f} rps", flush=True)
         ratio = found["mqgate"].rps / found["fastchat"].rps if found["fastchat"].rps else 0
         for name, result in found.items():
             row = {"cell": f"{label} c={concurrency}", "target": name,
@@ -237,6 +250,23 @@ def scaling(bench: Bench, procs: Processes, urls: dict[str, str],
     return out
 
 
+def single_client(bench: Bench, urls: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    """The bare AMQP round trip (the median of the probes' medians) and the median c=1
+    non-stream runs of the direct worker and mqgate, a probe and one run of each in turn."""
+    amqp_url = os.environ.get("MQGATE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    targets = {"direct": Target(name="direct", urls=(urls["fast"],), direct=True),
+               "mqgate": Target(name="mqgate", urls=(urls["api"],))}
+    probes: list[float] = []
+    runs: dict[str, list[Result]] = {name: [] for name in targets}
+    for _ in range(bench.repeats):
+        probes.append(asyncio.run(amqp_round_trip(amqp_url)))
+        for name, target in targets.items():
+            runs[name].append(bench.once(target, "chat", FAST, 1))
+    probes.sort()
+    return probes[len(probes) // 2], {name: median_result(r).as_dict()
+                                      for name, r in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="mqgate against FastChat's server")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one run")
@@ -249,14 +279,8 @@ def main() -> None:
         sys.exit("FastChat's virtualenv is missing: run `make bench` (it creates it)")
     started_at = time.time()
     with stack(args) as (bench, urls, procs):
-        amqp = amqp_round_trip(os.environ.get("MQGATE_AMQP_URL",
-                                              "amqp://guest:guest@127.0.0.1:5672/"))
-        probe_ms = asyncio.run(amqp)
         running = start_mqgate(procs, urls, dispatchers=1, apis=1)
-        single = Target(name="mqgate", urls=(urls["api"],))
-        direct = Target(name="direct", urls=(urls["fast"],), direct=True)
-        c1 = {"mqgate": bench.measure(single, "chat", FAST, 1).as_dict(),
-              "direct": bench.measure(direct, "chat", FAST, 1).as_dict()}
+        probe_ms, c1 = single_client(bench, urls)
         rows = comparison(bench, urls)
         scale = [] if args.no_scaling else scaling(bench, procs, urls, running)
     added = c1["mqgate"]["p50_ms"] - c1["direct"]["p50_ms"]

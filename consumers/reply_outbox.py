@@ -1,7 +1,7 @@
 """Replies bound for the same api process, sent together in one broker message.
 
 Every reply handed over while the event loop runs one round of ready work leaves in one
-message, published as soon as that round ends: a lone reply waits for no company, and a
+message, published by a task that starts on the next round: a lone reply waits for no company, and a
 dispatcher serving many jobs at once sends one message per round instead of one per reply.
 """
 
@@ -46,20 +46,27 @@ class ReplyOutbox:
 
     async def send(self, destination: str, reply: Reply) -> None:
         """Returns once the message carrying ``reply`` is confirmed; raises its failure."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pending = self._pending.get(destination)
         if pending is None:
+            # the task starts on the loop's next round: it takes what this round added
             pending = self._pending[destination] = []
-            loop.call_soon(self._flush, destination)
+            task = asyncio.create_task(self._flush(destination))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         pending.append((reply.model_dump_json().encode(), done))
         await done
 
-    def _flush(self, destination: str) -> None:
-        for chunk in _split(self._pending.pop(destination, []), self._limit):
+    async def _flush(self, destination: str) -> None:
+        pending = self._pending.pop(destination, [])
+        if not pending:
+            return
+        first, *rest = _split(pending, self._limit)
+        for chunk in rest:
             task = asyncio.create_task(self._send(destination, chunk))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
+        await self._send(destination, first)
 
     async def _send(self, destination: str, chunk: _Pending) -> None:
         try:
