@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW = 1.0
 
 
+def cancel_may_be_unheard(job: Job, heard_since: float) -> bool:
+    """Whether a cancel of ``job`` may have been published while the source did not listen:
+    only for jobs submitted before it last began to hear every cancel."""
+    return job.submitted <= heard_since + CLOCK_SKEW
+
+
 async def _stop_server(server: QuietServer, task: asyncio.Task[None]) -> None:
     server.should_exit = True
     await task
@@ -54,7 +60,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         async def cancelled_elsewhere(job: Job) -> bool:
             """A cancel published while this dispatcher did not listen (the job was still
             queued, or the broker connection was down): remembered in the shared cache."""
-            if job.submitted > heard.cancels_heard_since + CLOCK_SKEW:
+            if not cancel_may_be_unheard(job, heard.cancels_heard_since):
                 return False
             return await shared.get(settings.topology.redis_key("cancelled", job.id)) is not None
 

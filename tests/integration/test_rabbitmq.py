@@ -120,3 +120,34 @@ async def test_expired_job_is_never_delivered_and_its_client_gets_504(
     assert reply.kind is ReplyKind.ERROR
     assert reply.error is not None
     assert reply.error.code == "deadline_exceeded"
+
+
+async def test_replies_of_concurrent_jobs_reach_their_requests(settings: Settings) -> None:
+    """Replies sent together (one batch) are routed one by one, each to its own request."""
+    router = ReplyRouter()
+    deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def on_job(delivery: Delivery) -> None:
+        await deliveries.put(delivery)
+
+    async with RabbitJobQueue(settings, router) as queue, RabbitJobSource(settings) as source:
+        await source.consume(on_job, lambda _id: None, prefetch=16)
+        subs = {f"b{i}": router.subscribe(f"b{i}") for i in range(8)}
+        for job_id in subs:
+            await queue.publish_job(job(job_id))
+        taken = [await asyncio.wait_for(deliveries.get(), 10) for _ in subs]
+        await asyncio.gather(*(d.reply(Reply(job_id=d.job.id, attempt=d.attempt, seq=0,
+                                             kind=ReplyKind.FINAL)) for d in taken))
+        for job_id, sub in subs.items():
+            assert (await sub.get(5)).job_id == job_id
+        for d in taken:
+            await d.ack()
+
+
+async def test_cancels_are_heard_from_when_the_source_consumes(settings: Settings) -> None:
+    async with RabbitJobSource(settings) as source:
+        assert source.cancels_heard_since == float("inf")
+        before = time.time()
+        await source.consume(lambda _d: asyncio.sleep(0), lambda _id: None, prefetch=1)
+        assert before <= source.cancels_heard_since <= time.time()
+    assert source.cancels_heard_since == float("inf")  # its connection is gone
