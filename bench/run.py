@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,11 +108,15 @@ class Bench:
                               for _ in range(self.repeats)])
 
     def compare(self, targets: dict[str, Target], mode: str, model: str, concurrency: int,
-                tokens: int, seconds: float | None) -> dict[str, Result]:
-        """The median run of each target, the runs interleaved (one of each target in turn),
-        so that a slow or fast stretch of a noisy machine falls on all of them alike."""
+                tokens: int, seconds: float | None,
+                each_round: Callable[[], None] | None = None) -> dict[str, Result]:
+        """The median run of each target, the runs interleaved (one of each target in turn,
+        after ``each_round`` if given), so that a slow or fast stretch of a noisy machine
+        falls on all of them alike."""
         runs: dict[str, list[Result]] = {name: [] for name in targets}
         for _ in range(self.repeats):
+            if each_round is not None:
+                each_round()
             for name, target in targets.items():
                 runs[name].append(self.once(target, mode, model, concurrency, tokens, seconds))
         return {name: median_result(results) for name, results in runs.items()}
@@ -254,17 +258,14 @@ def single_client(bench: Bench, urls: dict[str, str]) -> tuple[float, dict[str, 
     """The bare AMQP round trip (the median of the probes' medians) and the median c=1
     non-stream runs of the direct worker and mqgate, a probe and one run of each in turn."""
     amqp_url = os.environ.get("MQGATE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    targets = {"direct": Target(name="direct", urls=(urls["fast"],), direct=True),
-               "mqgate": Target(name="mqgate", urls=(urls["api"],))}
     probes: list[float] = []
-    runs: dict[str, list[Result]] = {name: [] for name in targets}
-    for _ in range(bench.repeats):
-        probes.append(asyncio.run(amqp_round_trip(amqp_url)))
-        for name, target in targets.items():
-            runs[name].append(bench.once(target, "chat", FAST, 1))
+    found = bench.compare({"direct": Target(name="direct", urls=(urls["fast"],), direct=True),
+                           "mqgate": Target(name="mqgate", urls=(urls["api"],))},
+                          "chat", FAST, 1, 32, None,
+                          each_round=lambda: probes.append(asyncio.run(
+                              amqp_round_trip(amqp_url))))
     probes.sort()
-    return probes[len(probes) // 2], {name: median_result(r).as_dict()
-                                      for name, r in runs.items()}
+    return probes[len(probes) // 2], {name: r.as_dict() for name, r in found.items()}
 
 
 def main() -> None:
