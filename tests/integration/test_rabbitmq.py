@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -23,15 +25,24 @@ def job(job_id: str, deadline: float = 30) -> Job:
                deadline=time.time() + deadline)
 
 
-async def test_job_round_trip_with_replies(settings: Settings) -> None:
-    router = ReplyRouter()
+@contextlib.asynccontextmanager
+async def connected(settings: Settings, prefetch: int) -> AsyncIterator[
+        tuple[RabbitJobQueue, asyncio.Queue[Delivery]]]:
+    """An api's side and a consuming dispatcher's side; the deliveries it takes, in a queue."""
     deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
 
     async def on_job(delivery: Delivery) -> None:
         await deliveries.put(delivery)
 
-    async with RabbitJobQueue(settings, router) as queue, RabbitJobSource(settings) as source:
-        await source.consume(on_job, lambda _id: None, prefetch=4)
+    async with RabbitJobQueue(settings, ReplyRouter()) as queue, \
+            RabbitJobSource(settings) as source:
+        await source.consume(on_job, lambda _id: None, prefetch=prefetch)
+        yield queue, deliveries
+
+
+async def test_job_round_trip_with_replies(settings: Settings) -> None:
+    async with connected(settings, prefetch=4) as (queue, deliveries):
+        router = queue.router
         sub = router.subscribe("j1")
         await queue.publish_job(job("j1"))
         delivery = await asyncio.wait_for(deliveries.get(), 10)
@@ -124,15 +135,8 @@ async def test_expired_job_is_never_delivered_and_its_client_gets_504(
 
 async def test_replies_of_concurrent_jobs_reach_their_requests(settings: Settings) -> None:
     """Replies sent together (one batch) are routed one by one, each to its own request."""
-    router = ReplyRouter()
-    deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
-
-    async def on_job(delivery: Delivery) -> None:
-        await deliveries.put(delivery)
-
-    async with RabbitJobQueue(settings, router) as queue, RabbitJobSource(settings) as source:
-        await source.consume(on_job, lambda _id: None, prefetch=16)
-        subs = {f"b{i}": router.subscribe(f"b{i}") for i in range(8)}
+    async with connected(settings, prefetch=16) as (queue, deliveries):
+        subs = {f"b{i}": queue.router.subscribe(f"b{i}") for i in range(8)}
         for job_id in subs:
             await queue.publish_job(job(job_id))
         taken = [await asyncio.wait_for(deliveries.get(), 10) for _ in subs]
