@@ -42,8 +42,7 @@ async def connected(settings: Settings, prefetch: int) -> AsyncIterator[
 
 async def test_job_round_trip_with_replies(settings: Settings) -> None:
     async with connected(settings, prefetch=4) as (queue, deliveries):
-        router = queue.router
-        sub = router.subscribe("j1")
+        sub = queue.router.subscribe("j1")
         await queue.publish_job(job("j1"))
         delivery = await asyncio.wait_for(deliveries.get(), 10)
         assert delivery.job.id == "j1"
