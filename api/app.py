@@ -9,15 +9,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from api.auth import ApiKeyMiddleware, BodyLimitMiddleware
+from api.endpoints import BodyRoute, BodyRoutes, add_openapi_paths
 from api.errors import install_error_handlers
 from api.gateway import Gateway
-from api.hot import HotRoutes
 from api.metrics import QUEUE_DEPTH, MetricsMiddleware
-from api.respond import SCHEMA_COMPONENTS
 from api.routes import chat, completions, embeddings, fastchat, health, models
 from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
@@ -41,17 +39,18 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def _with_body_schemas(app: FastAPI) -> None:
-    """Add the request-body schemas that routes declare by hand to the OpenAPI components."""
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                SCHEMA_COMPONENTS)
-            app.openapi_schema = schema
-        return app.openapi_schema
+BODY_ROUTES: tuple[BodyRoute, ...] = (*chat.ROUTES, *completions.ROUTES, *embeddings.ROUTES,
+                                     *fastchat.ROUTES)
 
-    app.openapi = openapi  # type: ignore[method-assign]
+
+class MqgateApi(FastAPI):
+    """FastAPI with the body routes in its OpenAPI document: they are served by
+    ``BodyRoutes``, not by the router."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            add_openapi_paths(super().openapi(), BODY_ROUTES)
+        return super().openapi()
 
 
 def create_app(settings: Settings, *, queue: JobQueue | None = None,
@@ -81,16 +80,12 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
             stack.push_async_callback(_cancel, poller)
             yield
 
-    app = FastAPI(title="mqgate", version="0.1.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = MqgateApi(title="mqgate", version="0.1.0", lifespan=lifespan,
+                    docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    _with_body_schemas(app)
-    for module in (chat, completions, embeddings, models, fastchat, health):
+    for module in (models, health):
         app.include_router(module.router)
-    app.add_middleware(HotRoutes, routes=[*chat.router.routes, *completions.router.routes,
-                                          *embeddings.router.routes], endpoints=(
-        chat.create_chat_completion, completions.create_completion,
-        embeddings.create_embeddings))
+    app.add_middleware(BodyRoutes, routes=BODY_ROUTES)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     app.add_middleware(MetricsMiddleware)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -72,17 +71,3 @@ async def respond(request: Request, gateway: Gateway, job: Job, complete: Comple
     finally:
         if not streaming:
             reader.subscription.close()
-
-
-# schemas that request bodies refer to, for the OpenAPI document's components
-SCHEMA_COMPONENTS: dict[str, Any] = {}
-
-
-def request_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` describing a body that the route parses itself."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    SCHEMA_COMPONENTS.update(schema.pop("$defs", {}))
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": schema}}}}
-
-

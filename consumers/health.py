@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -14,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 Check = Callable[[], Awaitable[bool]]
+
+log = logging.getLogger(__name__)
 
 
 class QuietServer(uvicorn.Server):
@@ -53,9 +58,31 @@ def quiet_server(app: Any, host: str, port: int, *, log_level: str,
                                       timeout_graceful_shutdown=int(grace)))
 
 
-async def serve_in_background(server: QuietServer) -> asyncio.Task[None]:
-    """Start ``server`` and return once it listens (or raise if it could not start)."""
-    task = asyncio.create_task(server.serve())
+def bind_first_free(host: str, first_port: int, span: int) -> socket.socket | None:
+    """A listening-ready socket on the first free port of ``first_port`` ..
+    ``first_port + span - 1``, or None when every one is taken. Several dispatchers on one host
+    thus take the ports in turn instead of failing on the first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port in range(first_port, min(first_port + span, 65536)):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        sock.set_inheritable(True)
+        return sock
+    return None
+
+
+async def serve_in_background(server: QuietServer,
+                              sock: socket.socket | None = None) -> asyncio.Task[None]:
+    """Start ``server`` (on ``sock`` when given) and return once it listens, or raise if it
+    could not start."""
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     while not server.started:
         if task.done():
             task.result()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from consumers.transport import Delivery
 from contracts.errors import DeadlineExceededError, MqgateError
@@ -19,13 +20,18 @@ from contracts.jobs import Job
 from contracts.logs import job_id_var
 from dispatcher.metrics import CANCELLATIONS, EXPIRED, IN_FLIGHT, JOBS, QUEUED_SECONDS
 from dispatcher.replies import ReplySink
-from dispatcher.service import DispatchService
 
 log = logging.getLogger(__name__)
 
 
+class JobService(Protocol):
+    """What runs one job (``dispatcher.service.DispatchService``)."""
+
+    async def run(self, job: Job, sink: ReplySink) -> None: ...
+
+
 class JobRunner:
-    def __init__(self, service: DispatchService, *, remember_cancels: float = 900.0,
+    def __init__(self, service: JobService, *, remember_cancels: float = 900.0,
                  flush_interval: float = 0.0,
                  cancelled_elsewhere: Callable[[Job], Awaitable[bool]] | None = None) -> None:
         self._service = service

@@ -6,7 +6,14 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
-from consumers.health import QuietServer, create_health_app, quiet_server, serve_in_background
+from consumers.health import (
+    Check,
+    QuietServer,
+    bind_first_free,
+    create_health_app,
+    quiet_server,
+    serve_in_background,
+)
 from consumers.job_consumer import JobRunner
 from consumers.rabbitmq_source import RabbitJobSource
 from consumers.transport import JobSource
@@ -32,6 +39,29 @@ def cancel_may_be_unheard(job: Job, heard_since: float) -> bool:
 async def _stop_server(server: QuietServer, task: asyncio.Task[None]) -> None:
     server.should_exit = True
     await task
+
+
+async def _serve_health(stack: AsyncExitStack, settings: Settings,
+                        checks: dict[str, Check]) -> None:
+    """Serve /healthz, /readyz and /metrics on the first free port from
+    ``MQGATE_METRICS_PORT``; with none free, run on without them (a dispatcher never dies for
+    its side port)."""
+    first, span = settings.metrics_port, settings.metrics_port_span
+    sock = bind_first_free(settings.metrics_host, first, span)
+    if sock is None:
+        log.warning("no free port for health and metrics in %s:%d-%d; running without them",
+                    settings.metrics_host, first, first + span - 1)
+        return
+    port = sock.getsockname()[1]
+    server = quiet_server(create_health_app(checks), settings.metrics_host, port,
+                          log_level=settings.log_level, grace=1.0)
+    try:
+        task = await serve_in_background(server, sock)
+    except BaseException:
+        sock.close()
+        raise
+    stack.push_async_callback(_stop_server, server, task)
+    log.info("health and metrics on http://%s:%d", settings.metrics_host, port)
 
 
 async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
@@ -70,14 +100,8 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         log.info("dispatcher consuming %s with concurrency %d", settings.topology.jobs_queue,
                  settings.concurrency)
         if settings.metrics_port:
-            server = quiet_server(create_health_app({
-                "broker": source.ping, "redis": cache.ping, "controller": controller.ping}),
-                settings.metrics_host, settings.metrics_port, log_level=settings.log_level,
-                grace=1.0)
-            task = await serve_in_background(server)
-            stack.push_async_callback(_stop_server, server, task)
-            log.info("health and metrics on http://%s:%d", settings.metrics_host,
-                     settings.metrics_port)
+            await _serve_health(stack, settings, {
+                "broker": source.ping, "redis": cache.ping, "controller": controller.ping})
         if ready is not None:
             ready.set()
         await stop.wait()

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9100, ge=0, le=65535)
+    metrics_port_span: int = Field(default=32, ge=1, le=1024)
 
     @field_validator("api_keys", "cors_origins", "worker_allowlist", mode="before")
     @classmethod

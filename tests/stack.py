@@ -140,8 +140,8 @@ class Stack:
         self._wait_http(worker.url + "/_stats", proc.name, method="GET")
         return worker
 
-    def start_dispatcher(self, *extra: str) -> Proc:
-        port = free_port()
+    def start_dispatcher(self, *extra: str, metrics_port: int | None = None) -> Proc:
+        port = metrics_port or free_port()
         proc = self._mqgate(f"dispatcher-{len(self.dispatchers)}", "dispatcher", *extra,
                             env={"MQGATE_METRICS_PORT": str(port)})
         proc.url = f"http://127.0.0.1:{port}"

@@ -1,23 +1,25 @@
+"""``POST /v1/embeddings`` and FastChat's ``/v1/engines/{model_name}/embeddings``."""
+
 from __future__ import annotations
 
 from functools import partial
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from api.deps import GatewayDep
+from api.endpoints import BodyRoute
+from api.gateway import Gateway
 from api.jobs import embedding_job, parse_body
 from api.render import embedding_body
-from api.respond import request_schema, respond
+from api.respond import respond
 from contracts.errors import RequestError
-from contracts.openai.embeddings import EmbeddingRequest
-
-router = APIRouter()
+from contracts.openai.embeddings import EmbeddingList, EmbeddingRequest
 
 
-async def _embed(request: Request, gateway: GatewayDep, path_model: str | None) -> Response:
+async def create_embeddings(request: Request, gateway: Gateway) -> Response:
+    """The model comes from the body, or else from the path (FastChat's engines route)."""
     body = await parse_body(request, EmbeddingRequest)
-    model = body.model or path_model
+    model = body.model or request.path_params.get("model_name")
     if not model:
         raise RequestError("you must provide a model parameter", param="model")
     job = embedding_job(body, model, timeout=gateway.settings.request_timeout)
@@ -26,13 +28,10 @@ async def _embed(request: Request, gateway: GatewayDep, path_model: str | None) 
                          partial(embedding_body, job, encoding=body.encoding_format))
 
 
-@router.post("/v1/embeddings", openapi_extra=request_schema(EmbeddingRequest))
-async def create_embeddings(request: Request, gateway: GatewayDep) -> Response:
-    return await _embed(request, gateway, None)
-
-
-@router.post("/v1/engines/{model_name}/embeddings",
-             openapi_extra=request_schema(EmbeddingRequest))
-async def create_engine_embeddings(model_name: str, request: Request,
-                                   gateway: GatewayDep) -> Response:
-    return await _embed(request, gateway, model_name)
+ROUTES = [
+    BodyRoute(path="/v1/embeddings", endpoint=create_embeddings, body=EmbeddingRequest,
+              response=EmbeddingList, summary="Create embeddings"),
+    BodyRoute(path="/v1/engines/{model_name}/embeddings", endpoint=create_embeddings,
+              body=EmbeddingRequest, response=EmbeddingList,
+              summary="Create embeddings (FastChat's engines route)"),
+]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from api.deps import GatewayDep
+from api.endpoints import BodyRoute
+from api.gateway import Gateway
 from api.jobs import new_id, parse_body
-from api.respond import json_response, request_schema
+from api.respond import json_response
 from api.routes.chat import create_chat_completion
 from contracts.errors import WorkerError
 from contracts.fastchat import (
@@ -21,14 +22,10 @@ from contracts.fastchat import (
     TokenCheckResult,
 )
 from contracts.jobs import Job, JobKind
-
-router = APIRouter()
-
-router.add_api_route("/api/v1/chat/completions", create_chat_completion, methods=["POST"],
-                     include_in_schema=False)
+from contracts.openai.chat import ChatCompletionRequest
 
 
-async def _check(gateway: GatewayDep, item: TokenCheckItem) -> TokenCheckResult:
+async def _check(gateway: Gateway, item: TokenCheckItem) -> TokenCheckResult:
     await gateway.check_model(item.model)
     job = Job(id=new_id(), kind=JobKind.TOKEN_CHECK, model=item.model, prompts=[item.prompt],
               deadline=time.time() + gateway.settings.request_timeout)
@@ -44,8 +41,16 @@ async def _check(gateway: GatewayDep, item: TokenCheckItem) -> TokenCheckResult:
                             contextLength=context)
 
 
-@router.post("/api/v1/token_check", openapi_extra=request_schema(TokenCheckRequest))
-async def token_check(request: Request, gateway: GatewayDep) -> Response:
+async def token_check(request: Request, gateway: Gateway) -> Response:
     body = await parse_body(request, TokenCheckRequest)
     results = await asyncio.gather(*(_check(gateway, item) for item in body.prompts))
     return json_response(TokenCheckResponse(prompts=list(results)).model_dump_json().encode())
+
+
+ROUTES = [
+    BodyRoute(path="/api/v1/chat/completions", endpoint=create_chat_completion,
+              body=ChatCompletionRequest, summary="FastChat's chat completions path",
+              documented=False),
+    BodyRoute(path="/api/v1/token_check", endpoint=token_check, body=TokenCheckRequest,
+              response=TokenCheckResponse, summary="Whether prompts fit the model's context"),
+]

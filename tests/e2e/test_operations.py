@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import cleanup_namespace
 from tests.e2e.conftest import API_KEYS
-from tests.stack import Stack
+from tests.stack import Proc, Stack, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +117,40 @@ def test_logs_are_json_with_job_ids_and_never_prompts_or_keys(stack: Stack,
     assert any('"job_id"' in line and "/v1/chat/completions" in line
                for line in api_lines.splitlines())
     assert len(job_ids) >= 2
+
+
+def logged_metrics_port(proc: Proc, timeout: float = 20.0) -> int:
+    """The port a dispatcher says it serves health and metrics on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if match := re.search(r"health and metrics on http://[^:]+:(\d+)",
+                              proc.log.read_text(errors="replace")):
+            return int(match.group(1))
+        assert proc.popen.poll() is None, f"{proc.name} exited\n{proc.tail()}"
+        time.sleep(0.1)
+    raise AssertionError(f"{proc.name} never served metrics\n{proc.tail()}")
+
+
+def test_dispatchers_on_one_host_take_metrics_ports_in_turn(services: None,
+                                                            tmp_path: Path) -> None:
+    """Default settings, two dispatchers on one host: neither exits over the metrics port."""
+    stack = Stack(tmp_path)
+    port = free_port()
+    try:
+        stack.start_controller()
+        stack.start_worker("a", ["fake"])
+        stack.wait_models(["fake"])
+        first = stack.start_dispatcher(metrics_port=port)
+        assert logged_metrics_port(first) == port
+        second = stack.start_dispatcher(metrics_port=port)
+        second_port = logged_metrics_port(second)
+        assert second_port > port
+        stack.start_api()
+        stack.wait_serving("fake")
+        assert first.popen.poll() is None and second.popen.poll() is None
+        for served in (port, second_port):
+            metrics = httpx.get(f"http://127.0.0.1:{served}/metrics", timeout=10)
+            assert "mqgate_dispatcher_jobs_in_flight" in metrics.text
+    finally:
+        stack.stop()
+        asyncio.run(cleanup_namespace(stack.namespace))

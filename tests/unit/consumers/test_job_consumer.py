@@ -18,9 +18,11 @@ class FakeService:
     delay: float = 0.0
     error: Exception | None = None
     ran: list[str] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, job: Job, sink: ReplySink) -> None:
         self.ran.append(job.id)
+        self.started.set()
         await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
@@ -54,15 +56,14 @@ def job(job_id: str = "j", *, deadline: float = 30, stream: bool = False) -> Job
 
 
 async def settle(runner: JobRunner) -> None:
-    for _ in range(100):
-        if runner.in_flight == 0:
-            return
-        await asyncio.sleep(0.01)
+    """Until every job the runner took has ended (none here runs for long)."""
+    await runner.drain(grace=10)
+    assert runner.in_flight == 0
 
 
 async def test_job_is_acked_after_its_final_reply() -> None:
     service, settled = FakeService(), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     await runner.handle(settled.delivery(job()))
     await settle(runner)
     assert [r.kind for r in settled.replies] == [ReplyKind.FINAL]
@@ -71,7 +72,7 @@ async def test_job_is_acked_after_its_final_reply() -> None:
 
 async def test_expired_job_is_never_run() -> None:
     service, settled = FakeService(), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     await runner.handle(settled.delivery(job(deadline=-1)))
     await settle(runner)
     assert service.ran == []
@@ -82,7 +83,7 @@ async def test_expired_job_is_never_run() -> None:
 
 async def test_job_cancelled_before_it_arrives_is_never_run() -> None:
     service, settled = FakeService(), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     runner.cancel("j")
     await runner.handle(settled.delivery(job()))
     await settle(runner)
@@ -92,9 +93,9 @@ async def test_job_cancelled_before_it_arrives_is_never_run() -> None:
 
 async def test_cancel_stops_a_running_job_and_acks_it() -> None:
     service, settled = FakeService(delay=5), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     await runner.handle(settled.delivery(job()))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(service.started.wait(), 5)
     runner.cancel("j")
     await settle(runner)
     assert settled.replies == []
@@ -104,7 +105,7 @@ async def test_cancel_stops_a_running_job_and_acks_it() -> None:
 
 async def test_failure_becomes_an_error_reply() -> None:
     service, settled = FakeService(error=NoWorkerError("none")), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     await runner.handle(settled.delivery(job()))
     await settle(runner)
     assert settled.replies[0].kind is ReplyKind.ERROR
@@ -113,7 +114,7 @@ async def test_failure_becomes_an_error_reply() -> None:
 
 async def test_unexpected_failure_is_reported_not_leaked() -> None:
     service, settled = FakeService(error=KeyError("secret detail")), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     await runner.handle(settled.delivery(job()))
     await settle(runner)
     assert settled.replies[0].error is not None
@@ -123,9 +124,9 @@ async def test_unexpected_failure_is_reported_not_leaked() -> None:
 
 async def test_drain_requeues_what_does_not_finish_in_time() -> None:
     service, settled = FakeService(delay=5), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     await runner.handle(settled.delivery(job("slow")))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(service.started.wait(), 5)
     await runner.drain(0.05)
     assert settled.requeued == 1
     assert settled.acked == 0
@@ -133,7 +134,7 @@ async def test_drain_requeues_what_does_not_finish_in_time() -> None:
 
 async def test_redelivered_stream_announces_its_new_attempt() -> None:
     service, settled = FakeService(), Settled()
-    runner = JobRunner(service)  # type: ignore[arg-type]
+    runner = JobRunner(service)
     await runner.handle(settled.delivery(job(stream=True), redelivered=True))
     await settle(runner)
     assert settled.replies[0].kind is ReplyKind.STARTED
