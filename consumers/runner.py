@@ -82,7 +82,8 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         service = DispatchService(
             resolver=WorkerResolver(controller, workers, cache, settings), workers=workers,
             attempts=settings.worker_attempts,
-            embedding_batch_size=settings.embedding_batch_size)
+            embedding_batch_size=settings.embedding_batch_size,
+            sep_styles=settings.fastchat_sep_styles)
         if source is None:
             source = await stack.enter_async_context(RabbitJobSource(settings))
         shared, heard = cache, source

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.openai.common import LogProbs
+
+SepStyleNumbering = Literal["release", "main"]
+"""Which FastChat numbers ``sep_style``: fschat 0.2.36, the last release, or git main."""
 
 
 class Payload(BaseModel):
@@ -56,6 +61,13 @@ class WorkerFrame(Payload):
 
 
 class ConvTemplate(Payload):
+    """A worker's conversation template: FastChat's fields, then optional mqgate extensions.
+
+    ``chat_template`` is the model's own Jinja chat template (with its ``bos_token`` and
+    ``eos_token``), sent by mqgate's bundled worker; when present it is what renders the prompt.
+    FastChat's API server reads only its own keys, so the extensions do not disturb it.
+    """
+
     name: str = ""
     system_template: str = "{system_message}"
     system_message: str = ""
@@ -67,6 +79,15 @@ class ConvTemplate(Payload):
     sep2: str | None = None
     stop_str: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+
+    @field_validator("sep", mode="before")
+    @classmethod
+    def _sep_may_be_null(cls, value: object) -> object:
+        """FastChat's templates for API models have no ``sep``; their style never reads it."""
+        return "" if value is None else value
 
     def stop_strings(self) -> list[str]:
         if self.stop_str is None:

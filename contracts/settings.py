@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.fastchat import SepStyleNumbering
 from contracts.topology import Topology
 
 
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=4, ge=1)
     unhealthy_worker_ttl: float = Field(default=30.0, ge=0)
     worker_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    # whose sep_style numbers FastChat workers send, where the template's name does not tell:
+    # "release" (fschat 0.2.36, what pip installs) or "main" (FastChat's git main)
+    fastchat_sep_styles: SepStyleNumbering = "release"
 
     # controller
     heart_beat_expiration: float = Field(default=90.0, gt=0)

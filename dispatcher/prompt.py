@@ -1,45 +1,22 @@
 """Prompt rendering from a worker's conversation template, byte for byte as FastChat renders it.
 
-A template arrives from ``/worker_get_conv_template`` with ``sep_style`` as FastChat's integer.
-Each style below is one rendering rule; ``Turn.text`` of None is the generation slot, and, as in
-FastChat, an empty message renders like the slot.
+A template arrives from ``/worker_get_conv_template`` with ``sep_style`` as FastChat's integer,
+which dispatcher.sep_style turns into a style. Each style below is one rendering rule;
+``Turn.text`` of None is the generation slot, and, as in FastChat, an empty message renders like
+the slot. A template that carries the model's own Jinja chat template (mqgate's bundled worker
+sends one) renders through dispatcher.chat_template instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 
 from contracts.errors import RequestError, WorkerError
-from contracts.fastchat import ConvTemplate
+from contracts.fastchat import ConvTemplate, SepStyleNumbering
 from contracts.jobs import JobMessage
-
-
-class SeparatorStyle(IntEnum):
-    ADD_COLON_SINGLE = 1
-    ADD_COLON_TWO = 2
-    ADD_COLON_SPACE_SINGLE = 3
-    NO_COLON_SINGLE = 4
-    NO_COLON_TWO = 5
-    ADD_NEW_LINE_SINGLE = 6
-    LLAMA2 = 7
-    LLAMA3 = 8
-    CHATGLM = 9
-    CHATML = 10
-    CHATINTERN = 11
-    DOLLY = 12
-    RWKV = 13
-    PHOENIX = 14
-    ROBIN = 15
-    FALCON_CHAT = 16
-    CHATGLM3 = 17
-    DEEPSEEK_CHAT = 18
-    METAMATH = 19
-    YUAN2 = 20
-    GEMMA = 21
-    CLLM = 22
-    DEFAULT = 23
+from dispatcher.chat_template import render_chat_template
+from dispatcher.sep_style import SeparatorStyle, resolve_style
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,14 +256,16 @@ _RENDERERS: dict[SeparatorStyle, Renderer] = {
 }
 
 
+def render_prompt(template: ConvTemplate, messages: Sequence[JobMessage], *,
+                  numbering: SepStyleNumbering = "release") -> str:
+    """The prompt FastChat's API server would send for ``messages`` with ``template``, or the
+    one the model's own chat template gives when the worker sent it.
 
-def render_prompt(template: ConvTemplate, messages: Sequence[JobMessage]) -> str:
-    """The prompt FastChat's API server would send for ``messages`` with ``template``."""
-    try:
-        style = SeparatorStyle(template.sep_style)
-    except ValueError as exc:
-        raise WorkerError(f"the worker's template has unknown sep_style {template.sep_style}",
-                          ) from exc
+    ``numbering`` is the FastChat version whose ``sep_style`` numbers the workers send, for the
+    numbers the template's name leaves ambiguous."""
+    if template.chat_template is not None:
+        return render_chat_template(template, messages)
+    style = resolve_style(template.sep_style, template.name, numbering)
     if len(template.roles) < 2:
         raise WorkerError("the worker's template has fewer than two roles")
     user, assistant = template.roles[0], template.roles[1]

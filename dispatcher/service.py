@@ -32,6 +32,7 @@ from contracts.fastchat import (
     EmbeddingsWorkerRequest,
     EmbeddingsWorkerResponse,
     GenerateParams,
+    SepStyleNumbering,
     WorkerFrame,
 )
 from contracts.jobs import Job, JobKind, TokenCount
@@ -91,6 +92,7 @@ class DispatchService:
     workers: WorkerClient
     attempts: int = 3
     embedding_batch_size: int = 4
+    sep_styles: SepStyleNumbering = "release"  # whose sep_style numbers the workers send
 
     async def run(self, job: Job, sink: ReplySink) -> None:
         """Run ``job`` to its final reply; raises MqgateError for the caller to report."""
@@ -150,7 +152,8 @@ class DispatchService:
     def _choices(self, job: Job) -> list[_Choice]:
         builders: list[PromptBuilder]
         if job.kind is JobKind.CHAT and job.messages is not None:
-            builders = [partial(render_prompt, messages=job.messages)]
+            builders = [partial(render_prompt, messages=job.messages,
+                                numbering=self.sep_styles)]
         else:
             builders = [partial(_raw_prompt, p) for p in job.prompts]
         return [_Choice(index=p * job.n + j, prompt_index=p, build_prompt=build)
