@@ -15,6 +15,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
     ExchangeType,
+    HeadersType,
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
 from aiormq import spec
@@ -25,7 +26,7 @@ from consumers.reply_router import ReplyRouter
 from contracts.errors import BrokerUnavailableError, CapacityError
 from contracts.jobs import Cancel, Job, Reply, ReplyBatch
 from contracts.settings import Settings
-from contracts.topology import REPLY_BATCH_TYPE
+from contracts.topology import REPLY_BATCH_TYPE, REPLY_EXCHANGE_HEADER, Topology
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,15 @@ def jobs_queue_arguments(settings: Settings) -> dict[str, Any]:
     if settings.queue_type == "quorum":
         args["x-delivery-limit"] = settings.delivery_limit
     return args
+
+
+async def bind_jobs_queue(channel: AbstractRobustChannel, queue: AbstractQueue,
+                         topology: Topology) -> None:
+    """Declare the jobs exchange and bind the jobs queue to it (by the queue's name), on a
+    robust channel so that a reconnection restores both. The queue keeps its default-exchange
+    binding too: jobs from an api of an earlier release still reach it."""
+    await channel.declare_exchange(topology.jobs_exchange, ExchangeType.DIRECT, durable=True)
+    await queue.bind(topology.jobs_exchange, routing_key=topology.jobs_queue)
 
 
 def job_delivery_mode(settings: Settings) -> int:
@@ -103,25 +113,28 @@ class RabbitBroker:
         await dead.bind(dlx)
         await channel.declare_exchange(self.topology.cancel_exchange, ExchangeType.FANOUT,
                                        durable=True)
+        await channel.declare_exchange(self.topology.reply_exchange, ExchangeType.DIRECT,
+                                       durable=True)
         self.jobs_queue: AbstractQueue = await channel.declare_queue(
             self.topology.jobs_queue, durable=True,
             arguments=jobs_queue_arguments(self.settings))
+        await bind_jobs_queue(channel, self.jobs_queue, self.topology)
 
     async def ping(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
     async def _publish(self, channel: AbstractRobustChannel, routing_key: str, body: bytes,
-                       properties: spec.Basic.Properties) -> None:
-        """Publish to the default exchange, mandatory, waiting for the confirm when the
-        channel has them. The hot paths build AMQP properties directly instead of aio-pika
-        Messages; a closed channel fails at once, as aio-pika's exchanges do."""
+                       properties: spec.Basic.Properties, *, exchange: str) -> None:
+        """Publish to ``exchange``, mandatory, waiting for the confirm when the channel has
+        them. The hot paths build AMQP properties directly instead of aio-pika Messages; a
+        closed channel fails at once, as aio-pika's exchanges do."""
         if channel.is_closed:
             raise ChannelInvalidStateError(f"{channel!r} is closed")
         timeout = self.settings.publish_timeout
         async with asyncio.timeout(timeout):
             underlay = await channel.get_underlay_channel()
-        await underlay.basic_publish(body, routing_key=routing_key, properties=properties,
-                                     mandatory=True, timeout=timeout)
+        await underlay.basic_publish(body, exchange=exchange, routing_key=routing_key,
+                                     properties=properties, mandatory=True, timeout=timeout)
 
 
 class RabbitJobQueue(RabbitBroker):
@@ -132,6 +145,7 @@ class RabbitJobQueue(RabbitBroker):
         self.router = router
         self.reply_queue_name = self.topology.reply_queue()
         self._job_delivery_mode = job_delivery_mode(settings)
+        self._job_headers: HeadersType = {REPLY_EXCHANGE_HEADER: self.topology.reply_exchange}
 
     async def __aenter__(self) -> RabbitJobQueue:
         await super().__aenter__()
@@ -141,6 +155,10 @@ class RabbitJobQueue(RabbitBroker):
         await replies.set_qos(prefetch_count=0)
         queue = await replies.declare_queue(self.reply_queue_name, exclusive=True,
                                             auto_delete=True, durable=False)
+        # declared and bound on this robust channel, so a reconnection restores both
+        await replies.declare_exchange(self.topology.reply_exchange, ExchangeType.DIRECT,
+                                       durable=True)
+        await queue.bind(self.topology.reply_exchange, routing_key=self.reply_queue_name)
         self._reply_queue = queue
         await queue.consume(self._on_reply, no_ack=True)
         self.connection.close_callbacks.add(self._on_connection_lost)
@@ -170,10 +188,11 @@ class RabbitJobQueue(RabbitBroker):
         properties = spec.Basic.Properties(
             content_type="application/json", delivery_mode=self._job_delivery_mode,
             correlation_id=job.id, message_id=job.id, reply_to=self.reply_queue_name,
-            expiration=str(max(int(job.remaining() * 1000), 1)))
+            expiration=str(max(int(job.remaining() * 1000), 1)), headers=self._job_headers)
         try:
             await self._publish(self._publish_channel, self.topology.jobs_queue,
-                                job.model_dump_json().encode(), properties)
+                                job.model_dump_json().encode(), properties,
+                                exchange=self.topology.jobs_exchange)
         except DeliveryError as exc:
             raise CapacityError("the job queue is full; retry later") from exc
         except PublishError as exc:

@@ -8,22 +8,29 @@ import logging
 import math
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq import spec
 from pydantic import ValidationError
 
-from consumers.rabbitmq import BROKER_ERRORS, RabbitBroker, jobs_queue_arguments
+from consumers.rabbitmq import BROKER_ERRORS, RabbitBroker, bind_jobs_queue, jobs_queue_arguments
 from consumers.reply_outbox import ReplyOutbox
 from consumers.transport import CancelHandler, Delivery, DeliveryHandler
 from contracts.errors import DeadlineExceededError, MqgateError, PoisonJobError
 from contracts.jobs import Cancel, Job, Reply, ReplyKind
 from contracts.settings import Settings
-from contracts.topology import REPLY_BATCH_TYPE
+from contracts.topology import REPLY_BATCH_TYPE, REPLY_EXCHANGE_HEADER
 
 log = logging.getLogger(__name__)
+
+
+class ReplyRoute(NamedTuple):
+    """Where one api process's replies go: an exchange and the reply queue's name."""
+
+    exchange: str
+    queue: str
 
 
 class RabbitJobSource(RabbitBroker):
@@ -46,7 +53,7 @@ class RabbitJobSource(RabbitBroker):
     async def __aenter__(self) -> RabbitJobSource:
         await super().__aenter__()
         self._replies = await self.open_channel(confirms=True)
-        self._outbox = ReplyOutbox(self._publish_replies)
+        self._outbox: ReplyOutbox[ReplyRoute] = ReplyOutbox(self._publish_replies)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -76,6 +83,7 @@ class RabbitJobSource(RabbitBroker):
         # re-declares the queue and restores the consumer
         queue = await self._jobs_channel.declare_queue(
             self.topology.jobs_queue, durable=True, arguments=jobs_queue_arguments(self.settings))
+        await bind_jobs_queue(self._jobs_channel, queue, self.topology)
         self._jobs = queue
 
         async def received(message: AbstractIncomingMessage) -> None:
@@ -104,7 +112,7 @@ class RabbitJobSource(RabbitBroker):
             reply = Reply(job_id=message.correlation_id, attempt=f"dead:{reason}", seq=0,
                           kind=ReplyKind.ERROR, error=error.detail())
             with contextlib.suppress(*BROKER_ERRORS, DeliveryError, PublishError):
-                await self._send_reply(message.reply_to, reply)
+                await self._outbox.send(self._reply_route(message), reply)
         with contextlib.suppress(*BROKER_ERRORS):
             await message.ack()
 
@@ -117,11 +125,11 @@ class RabbitJobSource(RabbitBroker):
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
             return None
-        reply_to = message.reply_to or ""
+        route = self._reply_route(message)
         count = message.headers.get("x-delivery-count", 0) if message.headers else 0
 
         async def reply(r: Reply) -> None:
-            await self._send_reply(reply_to, r)
+            await self._outbox.send(route, r)
 
         async def ack() -> None:
             with contextlib.suppress(*BROKER_ERRORS):  # after a reconnect: already requeued
@@ -137,12 +145,17 @@ class RabbitJobSource(RabbitBroker):
                         delivery_count=int(count) if isinstance(count, int) else 0,
                         reply=reply, ack=ack, requeue=requeue)
 
-    async def _send_reply(self, reply_to: str, reply: Reply) -> None:
-        await self._outbox.send(reply_to, reply)
+    def _reply_route(self, message: AbstractIncomingMessage) -> ReplyRoute:
+        """The reply exchange when the job's api binds its queue to it (it says so in a
+        header), else the default exchange, which an api of an earlier release relies on."""
+        exchange = self.topology.reply_exchange
+        named = message.headers.get(REPLY_EXCHANGE_HEADER) if message.headers else None
+        return ReplyRoute(exchange if named == exchange else "", message.reply_to or "")
 
-    async def _publish_replies(self, reply_to: str, body: bytes) -> None:
-        await self._publish(self._replies, reply_to, body, spec.Basic.Properties(
-            content_type="application/json", delivery_mode=1, message_type=REPLY_BATCH_TYPE))
+    async def _publish_replies(self, route: ReplyRoute, body: bytes) -> None:
+        await self._publish(self._replies, route.queue, body, spec.Basic.Properties(
+            content_type="application/json", delivery_mode=1, message_type=REPLY_BATCH_TYPE),
+            exchange=route.exchange)
 
     async def stop_consuming(self) -> None:
         if self._consumer_tag is not None:

@@ -8,11 +8,13 @@ dispatcher serving many jobs at once sends one message per round instead of one 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 from contracts.jobs import Reply
 
-PublishBatch = Callable[[str, bytes], Awaitable[None]]
+Destination = TypeVar("Destination", bound=Hashable)
+PublishBatch = Callable[[Destination, bytes], Awaitable[None]]
 MAX_BATCH_BYTES = 512 * 1024  # past this a round's replies are split over several messages
 
 _Pending = list[tuple[bytes, asyncio.Future[None]]]
@@ -35,16 +37,18 @@ def _split(pending: _Pending, limit: int) -> list[_Pending]:
     return chunks
 
 
-class ReplyOutbox:
-    """``publish(destination, body)`` sends one batch and returns once the broker took it."""
+class ReplyOutbox(Generic[Destination]):
+    """``publish(destination, body)`` sends one batch and returns once the broker took it.
+    A destination is whatever names one api process's reply queue to the publisher."""
 
-    def __init__(self, publish: PublishBatch, *, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
+    def __init__(self, publish: PublishBatch[Destination], *,
+                 max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
         self._publish = publish
         self._limit = max_batch_bytes
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[Destination, _Pending] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def send(self, destination: str, reply: Reply) -> None:
+    async def send(self, destination: Destination, reply: Reply) -> None:
         """Returns once the message carrying ``reply`` is confirmed; raises its failure."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pending = self._pending.get(destination)
@@ -57,7 +61,7 @@ class ReplyOutbox:
         pending.append((reply.model_dump_json().encode(), done))
         await done
 
-    async def _flush(self, destination: str) -> None:
+    async def _flush(self, destination: Destination) -> None:
         pending = self._pending.pop(destination, [])
         if not pending:
             return
@@ -68,7 +72,7 @@ class ReplyOutbox:
             task.add_done_callback(self._sending.discard)
         await self._send(destination, first)
 
-    async def _send(self, destination: str, chunk: _Pending) -> None:
+    async def _send(self, destination: Destination, chunk: _Pending) -> None:
         try:
             await self._publish(destination, reply_batch_body([body for body, _ in chunk]))
         except asyncio.CancelledError:

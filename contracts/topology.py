@@ -15,6 +15,18 @@ class Topology:
         return f"{self.namespace}.jobs"
 
     @property
+    def jobs_exchange(self) -> str:
+        """Direct exchange that jobs are published to, bound to the jobs queue by its name."""
+        return f"{self.namespace}.jobs"
+
+    @property
+    def reply_exchange(self) -> str:
+        """Direct exchange that replies are published to, bound to each reply queue by its
+        name: with it and the jobs exchange, nothing is published to the default exchange, so
+        a user with rights on ``^<namespace>\\.`` only can run every process."""
+        return f"{self.namespace}.replies"
+
+    @property
     def cancel_exchange(self) -> str:
         return f"{self.namespace}.cancel"
 
@@ -39,3 +51,7 @@ class Topology:
 
 # the AMQP ``type`` of a message that carries a ReplyBatch
 REPLY_BATCH_TYPE = "mqgate.reply-batch"
+
+# A job's AMQP header naming the exchange its replies go to; an api that does not set it
+# (an older release) gets its replies through the default exchange.
+REPLY_EXCHANGE_HEADER = "mqgate-reply-exchange"

@@ -57,7 +57,8 @@ async def cleanup_namespace(namespace: str) -> None:
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(queue)
-        for exchange in (topology.cancel_exchange, topology.dead_letter_exchange):
+        for exchange in (topology.cancel_exchange, topology.dead_letter_exchange,
+                         topology.jobs_exchange, topology.reply_exchange):
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.exchange_delete(exchange)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,11 @@ from workers.app import WorkerConfig, create_worker_app
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-MQGATE = {name: svc for name, svc in SERVICES.items() if svc.get("image") == "mqgate:latest"}
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+MQGATE = {name: svc for name, svc in SERVICES.items()
+          if str(svc.get("image", "")).partition(":")[0] == "mqgate"}
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+")
 
 
 def app_of(command: list[str]) -> FastAPI:
@@ -53,8 +58,9 @@ def test_every_mqgate_process_of_the_stack_is_there() -> None:
 @pytest.mark.parametrize("name", sorted(MQGATE))
 def test_commands_parse_with_the_real_cli(name: str) -> None:
     command = MQGATE[name]["command"]
-    args = build_parser().parse_args(command)
+    args, unknown = build_parser().parse_known_args(command)
     assert args.command == command[0]
+    assert not unknown
 
 
 @pytest.mark.parametrize("name", sorted(MQGATE))
@@ -117,3 +123,93 @@ def test_dockerfile_runs_as_a_user_with_the_mqgate_entry_point() -> None:
     assert build_parser().parse_args(yaml.safe_load(cmd.group(1))).command == "serve"
     for copied in re.findall(r"^COPY (\S+) \./", dockerfile, re.MULTILINE):
         assert (ROOT / copied).exists(), copied
+
+
+def test_every_mqgate_service_runs_the_one_image_that_one_service_builds() -> None:
+    assert {svc["image"] for svc in MQGATE.values()} == {f"mqgate:{VERSION}"}
+    builders = [name for name, svc in MQGATE.items() if "build" in svc]
+    assert len(builders) == 1, builders  # two builds of one tag race under buildx bake
+    build = MQGATE[builders[0]]["build"]
+    context = build["context"] if isinstance(build, dict) else build
+    assert (ROOT / context).resolve() == ROOT
+    assert (ROOT / context / build.get("dockerfile", "Dockerfile")).is_file()
+    for name, svc in MQGATE.items():
+        if name not in builders:  # the image comes from the build, never from a registry
+            assert svc["pull_policy"] == "never", name
+            assert builders[0] in depends_on_transitively(name), name
+
+
+def depends_on_transitively(name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for dependency in SERVICES[todo.pop()].get("depends_on", {}):
+            if dependency not in seen:
+                seen.add(dependency)
+                todo.append(dependency)
+    return seen
+
+
+def image_tags() -> dict[str, str]:
+    """Every image the stack runs or builds from: service images and the Dockerfile's FROMs."""
+    images = {name: svc["image"] for name, svc in SERVICES.items() if "image" in svc}
+    for index, image in enumerate(re.findall(r"^FROM (\S+)", DOCKERFILE, re.MULTILINE)):
+        images[f"Dockerfile FROM #{index + 1}"] = image
+    return images
+
+
+@pytest.mark.parametrize(("where", "image"), sorted(image_tags().items()))
+def test_images_are_pinned_to_exact_versions(where: str, image: str) -> None:
+    name, _, tag = image.rpartition("/")[2].partition(":")
+    assert name and "@" not in tag, where
+    assert EXACT_VERSION.match(tag), f"{where}: {image} is not pinned to a x.y.z version"
+
+
+def published(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """(host port, container port) of compose's short syntax, ``[address:]host:container``."""
+    pairs = set()
+    for entry in service.get("ports", []):
+        host, container = str(entry).rsplit(":", 2)[-2:]
+        pairs.add((int(host), int(container)))
+    return pairs
+
+
+@pytest.mark.parametrize(("name", "port"), [("rabbitmq", 5672), ("redis", 6379)])
+def test_broker_and_redis_publish_their_ports_and_report_health(name: str, port: int) -> None:
+    """`docker compose up -d --wait rabbitmq redis` gives a host its broker and its Redis."""
+    service = SERVICES[name]
+    assert (port, port) in published(service)
+    assert service["healthcheck"]["test"][0] == "CMD"
+
+
+def test_rabbitmq_is_healthy_only_once_it_takes_connections() -> None:
+    test = SERVICES["rabbitmq"]["healthcheck"]["test"]
+    assert "check_port_connectivity" in test
+
+
+def test_dockerfile_builds_llama_cpp_for_any_cpu() -> None:
+    """No -march=native: an image built on one machine runs on another."""
+    default = re.search(r'^ARG LLAMA_CMAKE_ARGS="([^"]*)"', DOCKERFILE, re.MULTILINE)
+    assert default
+    flags = default.group(1).split()
+    assert "-DGGML_NATIVE=OFF" in flags
+    assert re.search(r'^ENV CMAKE_ARGS="\$\{LLAMA_CMAKE_ARGS\}"', DOCKERFILE, re.MULTILINE)
+    makefile = re.search(r"^export CMAKE_ARGS \?= (.*)$", (ROOT / "Makefile").read_text(),
+                         re.MULTILINE)
+    assert makefile
+    assert set(makefile.group(1).split()) <= set(flags)  # what a local build turns off
+    assert DOCKERFILE.index("ARG LLAMA_CMAKE_ARGS") < DOCKERFILE.index("RUN pip wheel")
+
+
+def test_the_proxy_keeps_metrics_to_the_scraper() -> None:
+    """/metrics answers without a key, so the public proxy does not pass it on."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"location = /metrics \{\s*return 404;\s*\}", conf)
+
+
+def test_the_proxy_image_knows_upstream_resolve() -> None:
+    """``server api:8000 resolve`` (every replica, re-resolved) needs nginx 1.27.3 or later."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"server api:8000 resolve;", conf)
+    version = SERVICES["proxy"]["image"].partition(":")[2].partition("-")[0]
+    assert tuple(int(part) for part in version.split(".")) >= (1, 27, 3)
