@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import signal
 import sys
@@ -14,6 +15,26 @@ import uvicorn
 
 from contracts.logs import configure_logging
 from contracts.settings import Settings
+from workers.gguf import MAX_DEFAULT_CONTEXT
+from workers.loader import WorkerOptions
+
+STARTUP_TIMEOUT = 60  # seconds
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; an option whose default is None says it in its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mqgate")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: pip install -e .)"
 
 
 def _serve_app(app: object, host: str, port: int, settings: Settings) -> None:
@@ -50,9 +71,7 @@ def _run_dispatcher(args: argparse.Namespace, settings: Settings) -> None:
     _run_async(main())
 
 
-def _worker_options(args: argparse.Namespace) -> object:
-    from mqgate_serve import WorkerOptions
-
+def _worker_options(args: argparse.Namespace) -> WorkerOptions:
     return WorkerOptions(model_path=args.model_path, chat_name=args.model_name,
                          conv_template=args.conv_template, context_length=args.context_length,
                          threads=args.threads, embeddings=not args.no_embeddings)
@@ -68,82 +87,99 @@ def _run_async(main: Coroutine[object, object, None]) -> None:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> None:
-    from mqgate_serve import serve
+    from mqgate_serve import StartupError, serve
     from workers.files import ModelFileError
 
     try:
         _run_async(serve(settings, host=args.host, port=args.port,
                          controller_port=args.controller_port, worker_port=args.worker_port,
-                         options=_worker_options(args)))  # type: ignore[arg-type]
-    except ModelFileError as exc:
+                         options=_worker_options(args),
+                         startup_timeout=args.startup_timeout))
+    except (ModelFileError, StartupError) as exc:
         sys.exit(f"mqgate serve: {exc}")
 
 
 def _run_worker(args: argparse.Namespace, settings: Settings) -> None:
-    from mqgate_serve import run_worker
+    from mqgate_serve import StartupError, run_worker
     from workers.files import ModelFileError
 
     try:
         _run_async(run_worker(settings, host=args.host, port=args.port, address=args.address,
-                              options=_worker_options(args)))  # type: ignore[arg-type]
+                              options=_worker_options(args)))
     except ImportError as exc:
         sys.exit(f"mqgate worker needs the local models ({exc.name} is missing): "
                  'pip install "mqgate[local]"')
-    except ModelFileError as exc:
+    except (ModelFileError, StartupError) as exc:
         sys.exit(f"mqgate worker: {exc}")
 
 
+def _add_listen_options(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=port, help="port to listen on")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-path", type=Path, default=None,
+    parser.add_argument("--model-path", type=Path, default=None, metavar="GGUF",
                         help="a GGUF chat model (default: the bundled SmolLM2-135M-Instruct)")
-    parser.add_argument("--model-name", default=None, help="the name clients ask for")
-    parser.add_argument("--conv-template", default=None,
+    parser.add_argument("--model-name", default=None, metavar="NAME",
+                        help="the name clients ask for (default: smollm2-135m-instruct for the "
+                        "bundled model, else the file's name without .gguf, in lower case)")
+    parser.add_argument("--conv-template", default=None, metavar="NAME",
                         help="chatml, llama-3, gemma or mistral (default: from the GGUF)")
-    parser.add_argument("--context-length", type=int, default=2048)
+    parser.add_argument("--context-length", type=int, default=None, metavar="TOKENS",
+                        help="tokens of context (default: the GGUF's own context length, at "
+                        f"most {MAX_DEFAULT_CONTEXT}, as memory grows with it; set it to go "
+                        "beyond)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="generation threads (default: 1 on machines with 2 cores or fewer)")
+                        help="generation threads (default: 1 on machines with 2 cores or "
+                        "fewer, else half the cores, at most 8)")
     parser.add_argument("--no-embeddings", action="store_true",
                         help="do not serve the bundled embedding model")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mqgate", description="OpenAI-compatible gateway for FastChat-protocol workers, "
-        "dispatched over RabbitMQ. Configure with MQGATE_* environment variables.")
+        prog="mqgate", formatter_class=_HelpFormatter,
+        description="OpenAI-compatible gateway for FastChat-protocol workers, dispatched over "
+        "RabbitMQ. Configure with MQGATE_* environment variables.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    api = commands.add_parser("api", help="run the OpenAI-compatible HTTP front")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=summary,
+                                   formatter_class=_HelpFormatter)
+
+    api = command("api", "run the OpenAI-compatible HTTP front")
+    _add_listen_options(api, 8000)
     api.set_defaults(run=_run_api)
 
-    dispatcher = commands.add_parser("dispatcher", help="run a dispatcher (job consumer)")
+    dispatcher = command("dispatcher", "run a dispatcher (job consumer)")
     dispatcher.add_argument("--concurrency", type=int, default=None,
-                            help="jobs handled at once (prefetch); default MQGATE_CONCURRENCY")
+                            help="jobs handled at once (prefetch) (default: MQGATE_CONCURRENCY, "
+                            f"{Settings.model_fields['concurrency'].default})")
     dispatcher.set_defaults(run=_run_dispatcher)
 
-    controller = commands.add_parser("controller",
-                                     help="run a FastChat-protocol controller (Redis registry)")
-    controller.add_argument("--host", default="127.0.0.1")
-    controller.add_argument("--port", type=int, default=21001)
+    controller = command("controller", "run a FastChat-protocol controller (Redis registry)")
+    _add_listen_options(controller, 21001)
     controller.set_defaults(run=_run_controller)
 
-    serve = commands.add_parser("serve", help="run the whole stack with the bundled worker in "
-                                "one process (in-process queue unless MQGATE_AMQP_URL is set)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = command("serve", "run the whole stack with the bundled worker in one process "
+                    "(in-process queue unless MQGATE_AMQP_URL is set)")
+    _add_listen_options(serve, 8000)
     serve.add_argument("--controller-port", type=int, default=21001,
                        help="loopback port of the embedded controller, for external workers")
     serve.add_argument("--worker-port", type=int, default=21002,
                        help="loopback port of the bundled worker")
+    serve.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT, metavar="SECONDS",
+                       help="seconds to wait, once the models are loaded, for the worker to "
+                       "register them with the controller")
     _add_model_options(serve)
     serve.set_defaults(run=_run_serve)
 
-    worker = commands.add_parser("worker", help="run the bundled FastChat-protocol worker")
-    worker.add_argument("--host", default="127.0.0.1")
-    worker.add_argument("--port", type=int, default=21002)
+    worker = command("worker", "run the bundled FastChat-protocol worker")
+    _add_listen_options(worker, 21002)
     worker.add_argument("--address", default=None,
-                        help="the URL the controller should use (default http://HOST:PORT)")
+                        help="the URL the controller should use (default: http://HOST:PORT)")
     _add_model_options(worker)
     worker.set_defaults(run=_run_worker)
     return parser

@@ -12,13 +12,17 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
+import urllib.parse
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
+import redis.asyncio as aioredis
+from redis import RedisError
 
 from api.app import create_app
 from consumers.health import QuietServer, quiet_server, serve_in_background
@@ -29,24 +33,15 @@ from consumers.runner import run_dispatcher
 from consumers.transport import JobQueue, JobSource
 from contracts.settings import Settings
 from controller.app import create_controller_app
-from controller.registry import MemoryHashStore
+from controller.registry import HashStore, MemoryHashStore
 from dispatcher.cache import Cache, MemoryCache, RedisCache
-from workers.files import ModelPackageMissingError
+from workers.files import LOCAL_EXTRA_HINT, ModelFileError, ModelPackageMissingError
+from workers.loader import WorkerOptions, build_worker_app
 
 log = logging.getLogger("mqgate.serve")
 
-CHAT_MODEL = "smollm2-135m-instruct"
-EMBEDDING_MODEL = "all-minilm-l6-v2"
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerOptions:
-    model_path: Path | None = None
-    chat_name: str | None = None
-    conv_template: str | None = None
-    context_length: int = 2048
-    threads: int | None = None
-    embeddings: bool = True
+class StartupError(Exception):
+    """``serve`` could not get the stack ready."""
 
 
 def say(line: str) -> None:
@@ -55,34 +50,91 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def build_worker_app(options: WorkerOptions, *, address: str,
-                     controller_url: str | None) -> tuple[Any, list[str]]:
-    """The bundled worker app and its model names; raises ImportError without the extra."""
-    from workers.app import WorkerConfig, create_worker_app
-    from workers.chat import ChatModel
-    from workers.embeddings import Embedder
-    from workers.files import MINILM, SMOLLM2
-
-    if options.model_path is None:
-        path, name = SMOLLM2.verified(), options.chat_name or CHAT_MODEL
-    else:
-        path, name = options.model_path, options.chat_name or options.model_path.stem.lower()
-    chat = ChatModel(path, n_ctx=options.context_length, threads=options.threads,
-                     template_override=options.conv_template)
-    embedder = Embedder(MINILM.verified()) if options.embeddings else None
-    config = WorkerConfig(address=address, controller_url=controller_url, chat_name=name,
-                          embedding_name=EMBEDDING_MODEL if embedder else None, chat=chat,
-                          embedder=embedder)
-    return create_worker_app(config), config.model_names
-
-
 def _server(app: Any, host: str, port: int, settings: Settings) -> QuietServer:
     return quiet_server(app, host, port, log_level=settings.log_level,
                         grace=settings.shutdown_grace)
 
 
+class _Running:
+    """The servers and tasks of ``serve``; ``aclose`` stops them, last started first."""
+
+    def __init__(self, settings: Settings, stop: asyncio.Event) -> None:
+        self._settings = settings
+        self._stop = stop
+        self._servers: list[QuietServer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def serve(self, app: Any, sock: socket.socket) -> None:
+        host, port = sock.getsockname()[:2]
+        server = _server(app, host, port, self._settings)
+        self._tasks.append(await serve_in_background(server, sock))
+        self._servers.append(server)
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(coroutine))
+
+    async def until_stopped(self) -> None:
+        """Until a stop signal, or until any server or task ends."""
+        waiter = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        for server in reversed(self._servers):
+            server.should_exit = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _listen(stack: AsyncExitStack, host: str, port: int, option: str) -> socket.socket:
+    """A socket bound to ``host``:``port``, held until ``stack`` closes; StartupError when the
+    port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot listen on {host}:{port}: {reason}; "
+                           f"choose another port with {option}") from None
+    stack.callback(sock.close)
+    return sock
+
+
+def _shown(url: str) -> str:
+    """``url`` with its password masked, for the terminal."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
+async def _check_services(settings: Settings) -> None:
+    """StartupError when RabbitMQ or Redis, where asked for, does not answer."""
+    if "MQGATE_REDIS_URL" in os.environ:
+        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5,
+                                   socket_timeout=5)
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise StartupError(f"Redis at {_shown(settings.redis_url)} does not answer: "
+                               f"{exc}") from None
+        finally:
+            await client.aclose()
+    if "MQGATE_AMQP_URL" in os.environ:
+        quiet = logging.getLogger("aiormq.connection")  # it would log our error first
+        quiet.disabled = True
+        try:
+            connection = await aio_pika.connect(settings.amqp_url, timeout=5)
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+            raise StartupError(f"RabbitMQ at {_shown(settings.amqp_url)} does not answer: "
+                               f"{exc}") from None
+        finally:
+            quiet.disabled = False
+        await connection.close()
+
+
 async def _wait_models(controller_url: str, models: list[str]) -> None:
-    async with httpx.AsyncClient(timeout=2) as client, asyncio.timeout(60):
+    async with httpx.AsyncClient(timeout=2) as client:
         while True:
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 found = (await client.post(controller_url + "/list_models")).json()["models"]
@@ -91,8 +143,58 @@ async def _wait_models(controller_url: str, models: list[str]) -> None:
             await asyncio.sleep(0.1)
 
 
+async def _wait_ready(settings: Settings, models: list[str], seconds: float) -> None:
+    """Until the controller lists ``models``; StartupError after ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            await _wait_models(settings.controller_url, models)
+    except TimeoutError:
+        problem = (f"the bundled worker's models ({', '.join(models)}) were not registered "
+                   f"with the controller at {settings.controller_url} within {seconds:g} s")
+        if "MQGATE_REDIS_URL" in os.environ:
+            problem += (f"; the controller keeps them in Redis: is {_shown(settings.redis_url)} "
+                        "up?")
+        raise StartupError(problem) from None
+
+
+def _local_worker(options: WorkerOptions, worker_port: int,
+                  controller_url: str) -> tuple[Any, list[str]]:
+    """The bundled worker, or (None, []) when the local extra is absent and no model was
+    asked for."""
+    try:
+        return build_worker_app(options, address=f"http://127.0.0.1:{worker_port}",
+                                controller_url=controller_url)
+    except (ImportError, ModelPackageMissingError) as exc:
+        if options.model_path is not None:
+            raise ModelFileError(f"serving {options.model_path} needs llama-cpp-python; "
+                                 f"{LOCAL_EXTRA_HINT}") from exc
+        say("The bundled models are not installed, so mqgate serves external workers "
+            f"only: register FastChat workers with the controller at {controller_url}. "
+            'For the local models: pip install "mqgate[local]"')
+        return None, []
+
+
+async def _job_queue(settings: Settings,
+                     stack: AsyncExitStack) -> tuple[JobQueue, JobSource | None, str]:
+    if "MQGATE_AMQP_URL" in os.environ:
+        queue = await stack.enter_async_context(
+            RabbitJobQueue(settings, ReplyRouter(settings.reply_buffer)))
+        return queue, None, f"RabbitMQ at {_shown(settings.amqp_url)}"
+    transport = InProcessTransport(settings)
+    stack.push_async_callback(transport.stop_consuming)
+    return transport, transport, "in-process queue"
+
+
+def _caches(settings: Settings, stack: AsyncExitStack) -> tuple[Cache, HashStore | None]:
+    if "MQGATE_REDIS_URL" in os.environ:
+        cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+        stack.push_async_callback(cache.aclose)
+        return cache, None
+    return MemoryCache(), MemoryHashStore()
+
+
 async def serve(settings: Settings, *, host: str, port: int, controller_port: int,
-                worker_port: int, options: WorkerOptions) -> None:
+                worker_port: int, options: WorkerOptions, startup_timeout: float) -> None:
     controller_url = f"http://127.0.0.1:{controller_port}"
     # the api's /metrics shows the whole process: no separate dispatcher port
     settings = settings.model_copy(update={"controller_url": controller_url,
@@ -102,69 +204,42 @@ async def serve(settings: Settings, *, host: str, port: int, controller_port: in
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        cache: Cache
-        if "MQGATE_REDIS_URL" in os.environ:
-            cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
-            stack.push_async_callback(cache.aclose)
-            store = None
-        else:
-            cache, store = MemoryCache(), MemoryHashStore()
-        queue: JobQueue
-        source: JobSource | None
-        if "MQGATE_AMQP_URL" in os.environ:
-            queue = await stack.enter_async_context(
-                RabbitJobQueue(settings, ReplyRouter(settings.reply_buffer)))
-            source, transport_name = None, f"RabbitMQ at {settings.amqp_url}"
-        else:
-            queue = source = InProcessTransport(settings)
-            transport_name = "in-process queue"
-        servers: list[tuple[QuietServer, asyncio.Task[None]]] = []
-
-        async def start(app: Any, bind: str, bind_port: int) -> None:
-            server = _server(app, bind, bind_port, settings)
-            servers.append((server, await serve_in_background(server)))
-
-        await start(create_controller_app(settings, store), "127.0.0.1", controller_port)
-        models: list[str] = []
-        try:
-            worker_address = f"http://127.0.0.1:{worker_port}"
-            worker_app, models = build_worker_app(options, address=worker_address,
-                                                  controller_url=controller_url)
-            await start(worker_app, "127.0.0.1", worker_port)
-        except (ImportError, ModelPackageMissingError):
-            say("The bundled models are not installed, so mqgate serves external workers "
-                  f"only: register FastChat workers with the controller at {controller_url}. "
-                  'For the local models: pip install "mqgate[local]"')
-        dispatcher = asyncio.create_task(run_dispatcher(settings, stop, source=source,
-                                                        cache=cache))
-        await start(create_app(settings, queue=queue, cache=cache), host, port)
+        # ports taken, services answering and the model loaded before anything starts: a
+        # failure is one line, with nothing to stop
+        api_socket = _listen(stack, host, port, "--port")
+        controller_socket = _listen(stack, "127.0.0.1", controller_port, "--controller-port")
+        await _check_services(settings)
+        worker_app, models = _local_worker(options, worker_port, controller_url)
+        worker_socket = (_listen(stack, "127.0.0.1", worker_port, "--worker-port")
+                         if worker_app is not None else None)
+        cache, store = _caches(settings, stack)
+        queue, source, transport_name = await _job_queue(settings, stack)
+        running = _Running(settings, stop)
+        stack.push_async_callback(running.aclose)
+        await running.serve(create_controller_app(settings, store), controller_socket)
+        if worker_socket is not None:
+            await running.serve(worker_app, worker_socket)
+        running.run(run_dispatcher(settings, stop, source=source, cache=cache))
+        await running.serve(create_app(settings, queue=queue, cache=cache), api_socket)
         if models:
-            await _wait_models(controller_url, models)
+            await _wait_ready(settings, models, startup_timeout)
         say(f"mqgate serving OpenAI's API at http://{host}:{port}/v1 over the "
             f"{transport_name}")
         say(f"models: {', '.join(models) if models else '(none yet: waiting for workers)'}")
         say("ready")
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait([waiter, dispatcher, *(t for _s, t in servers)],
-                           return_when=asyncio.FIRST_COMPLETED)
-        stop.set()
-        for server, _task in reversed(servers):
-            server.should_exit = True
-        await asyncio.gather(dispatcher, *(t for _s, t in servers), return_exceptions=True)
-        if source is not None:
-            await source.stop_consuming()
+        await running.until_stopped()
 
 
 async def run_worker(settings: Settings, *, host: str, port: int, address: str | None,
                      options: WorkerOptions) -> None:
     advertised = address or f"http://{host}:{port}"
-    app, models = build_worker_app(options, address=advertised,
-                                   controller_url=settings.controller_url)
-    log.info("serving %s at %s", ", ".join(models), advertised)
-    server = _server(app, host, port, settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    await server.serve()
-
-
+    async with AsyncExitStack() as stack:
+        sock = _listen(stack, host, port, "--port")
+        app, models = build_worker_app(options, address=advertised,
+                                       controller_url=settings.controller_url)
+        log.info("serving %s at %s", ", ".join(models), advertised)
+        server = _server(app, host, port, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        await server.serve(sockets=[sock])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -15,7 +16,41 @@ import redis.asyncio as aioredis
 from contracts.settings import Settings
 from tests.stack import new_namespace
 
-AMQP_URL = os.environ.get("MQGATE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+GUEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# docker compose's RabbitMQ (make services) has the user mqgate, and refuses guest from outside
+# its container
+COMPOSE_AMQP_URL = "amqp://mqgate:mqgate@127.0.0.1:5672/"
+
+
+def _default_amqp_url() -> str:
+    """guest, unless the local broker refuses guest and takes docker compose's user; then that
+    user, for the processes the tests start as well."""
+
+    async def logs_in(url: str) -> bool | None:
+        """True or False when the broker answers, None when it does not."""
+        try:
+            connection = await aio_pika.connect(url, timeout=5)
+        except aio_pika.exceptions.ProbableAuthenticationError:
+            return False
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+            return None
+        await connection.close()
+        return True
+
+    quiet = logging.getLogger("aiormq.connection")  # it logs each refused connection
+    quiet.disabled = True
+    try:
+        if asyncio.run(logs_in(GUEST_AMQP_URL)) is not False:
+            return GUEST_AMQP_URL
+        if asyncio.run(logs_in(COMPOSE_AMQP_URL)):
+            os.environ["MQGATE_AMQP_URL"] = COMPOSE_AMQP_URL
+            return COMPOSE_AMQP_URL
+        return GUEST_AMQP_URL
+    finally:
+        quiet.disabled = False
+
+
+AMQP_URL = os.environ.get("MQGATE_AMQP_URL") or _default_amqp_url()
 REDIS_URL = os.environ.get("MQGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

