@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from contracts.fastchat import ConvTemplate
-from workers.templates import conv_template
+from workers.templates import TemplateError, conv_template
 
 SERVER_ERROR = 50001
 
@@ -46,18 +48,37 @@ class ChatModel:
 
         self.path = path
         self.context_length = n_ctx
-        self._llm = Llama(model_path=str(path), n_ctx=n_ctx,
-                          n_threads=threads or default_threads(), verbose=False,
-                          logits_all=False)
+        try:
+            self._llm = Llama(model_path=str(path), n_ctx=n_ctx,
+                              n_threads=threads or default_threads(), verbose=False,
+                              logits_all=False)
+        except jinja2.TemplateError as exc:  # llama-cpp-python compiles the template too
+            raise TemplateError(f"the model file's chat template does not parse: {exc}") from exc
         metadata: dict[str, str] = dict(self._llm.metadata)
+        bos, eos = self._llm.token_bos(), self._llm.token_eos()
+        self._bos = self._token_text(bos)
+        self._adds_bos = bool(self._llm.tokenize(b"", add_bos=True))  # the model asks for one
         self.template: ConvTemplate = conv_template(
             metadata.get("tokenizer.chat_template"), override=template_override,
-            stop_token_ids=[self._llm.token_eos()])
+            stop_token_ids=[eos], bos_token=self._bos, eos_token=self._token_text(eos))
         self._lock = threading.Lock()
         self.generated_tokens = 0  # over the worker's life, for its status
 
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def _model_prompt(self, prompt: str) -> str:
+        """``prompt`` without the BOS text a chat template begins with when llama.cpp puts
+        the BOS token first itself (as llama.cpp's own chat path does), so it is there once."""
+        if self._adds_bos and self._bos and prompt.startswith(self._bos):
+            return prompt[len(self._bos):]
+        return prompt
+
     def count_tokens(self, prompt: str) -> int:
-        return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        return len(self._llm.tokenize(self._model_prompt(prompt).encode("utf-8"), add_bos=True,
+                                      special=True))
 
     def _run(self, request: GenerateRequest, cancelled: threading.Event,
              emit: Any) -> None:
@@ -68,7 +89,7 @@ class ChatModel:
             count = 0
             finish: str | None = None
             stream: Iterator[Any] = self._llm.create_completion(  # type: ignore[assignment]
-                request.prompt, max_tokens=request.max_new_tokens,
+                self._model_prompt(request.prompt), max_tokens=request.max_new_tokens,
                 temperature=request.temperature, top_p=request.top_p,
                 top_k=max(request.top_k, 0), presence_penalty=request.presence_penalty,
                 frequency_penalty=request.frequency_penalty,
