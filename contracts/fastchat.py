@@ -161,9 +161,20 @@ class WorkerAddressResponse(Payload):
 
 
 class WorkerAddressesResponse(Payload):
-    """mqgate's controller extension: every live worker of a model, for client-side balancing."""
+    """mqgate's controller extension: every live worker of a model, for client-side balancing,
+    with the id of each worker's current registration (a new one every time it registers)."""
 
     addresses: list[str]
+    registrations: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkerRegistered(Payload):
+    """What mqgate's controller announces when a worker registers or registers again: its new
+    registration id and every model name it served before or serves now."""
+
+    worker_name: str
+    registration: str
+    model_names: list[str] = Field(default_factory=list)
 
 
 # --- FastChat's own API extensions ----------------------------------------------------------

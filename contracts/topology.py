@@ -48,6 +48,11 @@ class Topology:
     def redis_key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
 
+    @property
+    def registrations_channel(self) -> str:
+        """Redis channel on which the controller announces each worker registration."""
+        return self.redis_key("controller", "registrations")
+
 
 # the AMQP ``type`` of a message that carries a ReplyBatch
 REPLY_BATCH_TYPE = "mqgate.reply-batch"

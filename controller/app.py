@@ -25,6 +25,7 @@ from contracts.fastchat import (
     WorkerAddressesResponse,
     WorkerAddressRequest,
     WorkerAddressResponse,
+    WorkerRegistered,
     WorkerStatus,
 )
 from contracts.settings import Settings
@@ -97,15 +98,23 @@ def create_controller_app(settings: Settings,  # noqa: C901 - one handler per ro
             log.warning("could not get the status of worker %s", worker)
             return None
 
+    async def announce(notice: WorkerRegistered) -> None:
+        """Tell dispatchers to forget what they cached about the worker's earlier
+        registration; a dispatcher that misses it still sees the new id with the address."""
+        try:
+            await registry().announce(notice)
+        except (OSError, aioredis.RedisError):
+            log.warning("could not announce the registration of worker %s", notice.worker_name)
+
     app = FastAPI(title="mqgate controller", lifespan=lifespan, docs_url=None, redoc_url=None)
 
     @app.post("/register_worker")
     async def register_worker(body: RegisterWorkerRequest) -> Response:
         status = body.worker_status or await fetch_status(body.worker_name)
         if status is not None:
-            await registry().register(body.worker_name, status,
-                                      check_heart_beat=body.check_heart_beat,
-                                      multimodal=body.multimodal)
+            await announce(await registry().register(body.worker_name, status,
+                                                     check_heart_beat=body.check_heart_beat,
+                                                     multimodal=body.multimodal))
             log.info("registered worker %s for %s", body.worker_name, status.model_names)
         return _json(None)
 
@@ -117,8 +126,9 @@ def create_controller_app(settings: Settings,  # noqa: C901 - one handler per ro
             if status is None:
                 await registry().remove(name)
             else:
-                await registry().register(name, status, check_heart_beat=info.check_heart_beat,
-                                          multimodal=info.multimodal)
+                await announce(await registry().register(
+                    name, status, check_heart_beat=info.check_heart_beat,
+                    multimodal=info.multimodal))
         return _json(None)
 
     @app.post("/list_models")
@@ -140,7 +150,8 @@ def create_controller_app(settings: Settings,  # noqa: C901 - one handler per ro
 
     @app.post("/get_worker_addresses")
     async def get_worker_addresses(body: WorkerAddressRequest) -> WorkerAddressesResponse:
-        return WorkerAddressesResponse(addresses=await registry().addresses(body.model))
+        found = await registry().addresses(body.model)
+        return WorkerAddressesResponse(addresses=list(found), registrations=found)
 
     @app.post("/receive_heart_beat")
     async def receive_heart_beat(body: HeartBeatRequest) -> HeartBeatResponse:

@@ -1,14 +1,21 @@
-"""The worker registry, kept in Redis so that a restarted or replicated controller loses nothing."""
+"""The worker registry, kept in Redis so that a restarted or replicated controller loses nothing.
+
+Every registration gets an id of its own, kept through heart beats and handed out with the
+worker's address: whatever a client cached about a worker (its conversation template, its
+context length) under an older id belongs to what ran there before.
+"""
 
 from __future__ import annotations
 
 import random
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from contracts.fastchat import WorkerStatus
+from contracts.fastchat import WorkerRegistered, WorkerStatus
 from contracts.topology import Topology
 
 DispatchMethod = Literal["shortest_queue", "lottery"]
@@ -23,6 +30,7 @@ class WorkerInfo(BaseModel):
     check_heart_beat: bool = True
     last_heart_beat: float = 0.0
     multimodal: bool = False
+    registration: str = ""  # empty for entries written before registrations had ids
 
 
 class HashStore(Protocol):
@@ -38,12 +46,16 @@ class HashStore(Protocol):
 
     async def hincrby(self, name: str, key: str, amount: int = 1) -> int: ...
 
+    async def publish(self, channel: str, message: str) -> int: ...
+
 
 class MemoryHashStore:
-    """HashStore in process memory, for ``mqgate serve`` without Redis."""
+    """HashStore in process memory, for ``mqgate serve`` without Redis. ``relay`` hands what
+    is published to subscribers in the same process (an in-memory cache's ``publish``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self._hashes: dict[str, dict[str, str]] = {}
+        self._relay = relay
 
     async def hset(self, name: str, key: str, value: str | int) -> int:
         fresh = key not in self._hashes.setdefault(name, {})
@@ -65,21 +77,46 @@ class MemoryHashStore:
         table[key] = str(int(table.get(key, "0")) + amount)
         return int(table[key])
 
+    async def publish(self, channel: str, message: str) -> int:
+        if self._relay is None:
+            return 0
+        await self._relay(channel, message)
+        return 1
+
 
 class Registry:
     def __init__(self, redis: HashStore, topology: Topology, *, expiration: float) -> None:
         self._store = redis
         self._workers = topology.redis_key("controller", "workers")
         self._queues = topology.redis_key("controller", "queue")
+        self._registrations = topology.registrations_channel
         self._expiration = expiration
 
     async def register(self, name: str, status: WorkerStatus, *, check_heart_beat: bool,
-                       multimodal: bool) -> None:
+                       multimodal: bool) -> WorkerRegistered:
+        """Record ``name`` under a new registration id; returns what to announce."""
+        before = await self._info(name)
         info = WorkerInfo(model_names=status.model_names, speed=status.speed,
                           queue_length=status.queue_length, check_heart_beat=check_heart_beat,
-                          last_heart_beat=time.time(), multimodal=multimodal)
+                          last_heart_beat=time.time(), multimodal=multimodal,
+                          registration=uuid.uuid4().hex)
         await self._store.hset(self._workers, name, info.model_dump_json())
         await self._store.hset(self._queues, name, status.queue_length)
+        names = set(info.model_names) | set(before.model_names if before else ())
+        return WorkerRegistered(worker_name=name, registration=info.registration,
+                                model_names=sorted(names))
+
+    async def announce(self, notice: WorkerRegistered) -> None:
+        await self._store.publish(self._registrations, notice.model_dump_json())
+
+    async def _info(self, name: str) -> WorkerInfo | None:
+        raw = await self._store.hget(self._workers, name)
+        if raw is None:
+            return None
+        try:
+            return WorkerInfo.model_validate_json(raw)
+        except ValidationError:
+            return None
 
     async def remove(self, name: str) -> None:
         await self._store.hdel(self._workers, name)
@@ -130,9 +167,11 @@ class Registry:
                 names.update(info.model_names)
         return sorted(names)
 
-    async def addresses(self, model: str) -> list[str]:
-        return sorted(name for name, info in (await self.workers()).items()
-                      if model in info.model_names)
+    async def addresses(self, model: str) -> dict[str, str]:
+        """The live workers of ``model``, each with its registration id, in address order."""
+        return {name: info.registration
+                for name, info in sorted((await self.workers()).items())
+                if model in info.model_names}
 
     async def choose(self, model: str, method: DispatchMethod) -> str:
         """FastChat's dispatch: a speed-weighted lottery, or the shortest queue (then count it)."""

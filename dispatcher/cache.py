@@ -1,14 +1,17 @@
-"""Key-value caches with expiry: Redis for a fleet, memory for one process.
+"""Key-value caches with expiry, and notices: Redis for a fleet, memory for one process.
 
 Redis is only ever a cache here: every failure reads as a miss, calls have short timeouts, no
 blind retries, and after a failure Redis is skipped for a short while so that a dead or hung
-Redis costs one timeout, not one per lookup.
+Redis costs one timeout, not one per lookup. Notices (Redis pub/sub) are at most once: a
+subscriber is told each time it (re)attaches, since what was published meanwhile is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -17,6 +20,10 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 log = logging.getLogger(__name__)
+
+NoticeHandler = Callable[[str], Awaitable[None]]
+AttachHandler = Callable[[], Awaitable[None]]
+_IDLE_PING = 30.0  # seconds without a notice before a subscriber checks its connection
 
 
 class Cache(Protocol):
@@ -28,6 +35,13 @@ class Cache(Protocol):
 
     async def ping(self) -> bool: ...
 
+    def subscribe(self, channel: str, on_notice: NoticeHandler,
+                  on_attach: AttachHandler) -> None:
+        """Call ``on_notice`` with every notice published on ``channel`` from now on, and
+        ``on_attach`` whenever listening (re)starts: notices published while nothing listened
+        are lost. Listening lasts until ``aclose``; needs a running event loop."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -36,6 +50,7 @@ class MemoryCache:
 
     def __init__(self) -> None:
         self._items: dict[str, tuple[float, str]] = {}
+        self._subscribers: dict[str, list[NoticeHandler]] = {}
 
     async def get(self, key: str) -> str | None:
         item = self._items.get(key)
@@ -56,8 +71,19 @@ class MemoryCache:
     async def ping(self) -> bool:
         return True
 
+    def subscribe(self, channel: str, on_notice: NoticeHandler,
+                  on_attach: AttachHandler) -> None:
+        """Listening here starts at once and never lapses, so ``on_attach`` has no news."""
+        self._subscribers.setdefault(channel, []).append(on_notice)
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Hand ``message`` to every subscriber of ``channel`` in this process."""
+        for handler in list(self._subscribers.get(channel, ())):
+            await handler(message)
+
     async def aclose(self) -> None:
         self._items.clear()
+        self._subscribers.clear()
 
 
 class RedisCache:
@@ -73,6 +99,8 @@ class RedisCache:
         )
         self._backoff = backoff
         self._skip_until = 0.0
+        self._listeners: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def _available(self) -> bool:
         return time.monotonic() >= self._skip_until
@@ -114,5 +142,55 @@ class RedisCache:
         except (RedisError, OSError, TimeoutError):
             return False
 
+    def subscribe(self, channel: str, on_notice: NoticeHandler,
+                  on_attach: AttachHandler) -> None:
+        task = asyncio.create_task(self._listen(channel, on_notice, on_attach))
+        self._listeners.add(task)
+        task.add_done_callback(self._listeners.discard)
+
+    async def _listen(self, channel: str, on_notice: NoticeHandler,
+                      on_attach: AttachHandler) -> None:
+        """Subscribe, and again after every failure, one ``backoff`` later."""
+        failures = 0  # in a row: only the first is worth a warning
+
+        async def attached() -> None:
+            nonlocal failures
+            failures = 0
+            await on_attach()
+
+        while not self._closed:
+            try:
+                await self._listen_once(channel, on_notice, attached)
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self._closed:
+                    return
+                failures += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "no subscription to %s, retrying every %.1fs: %s", channel,
+                        self._backoff, type(exc).__name__)
+            await asyncio.sleep(self._backoff)
+
+    async def _listen_once(self, channel: str, on_notice: NoticeHandler,
+                           on_attach: AttachHandler) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(channel)
+            await on_attach()
+            while not self._closed:
+                began = loop.time()
+                message = await pubsub.get_message(timeout=_IDLE_PING)
+                if message is not None and message.get("type") == "message":
+                    await on_notice(str(message["data"]))
+                elif message is None and loop.time() - began >= _IDLE_PING:
+                    await pubsub.ping()  # a connection that died quietly fails here
+
     async def aclose(self) -> None:
+        self._closed = True
+        listeners = list(self._listeners)
+        for task in listeners:
+            task.cancel()
+        if listeners:
+            # redis-py can lose a cancellation (asyncio.wait_for on Python 3.11); such a
+            # listener ends at its next turn, at the latest when the connection closes below
+            await asyncio.wait(listeners, timeout=self._backoff)
         await self._redis.aclose()

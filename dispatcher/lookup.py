@@ -1,7 +1,8 @@
 """A read-through lookup: in-process memo, then the shared cache, then the source.
 
 Concurrent misses for one key share one load; when the source fails, a stale value is served
-for up to ``max_stale`` seconds.
+for up to ``max_stale`` seconds. A load that was under way when something was forgotten is
+handed to its callers but not kept, so that what it read before the change is never cached.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -41,6 +42,7 @@ class CachedLookup(Generic[T]):
         self._memo: dict[str, _Entry[T]] = {}
         self._loads: dict[str, asyncio.Task[T]] = {}
         self._failing: set[str] = set()
+        self._generation = 0  # bumped by every forget: loads begun before it are not kept
         kind = prefix.rstrip(":").rsplit(":", 1)[-1]
         self._hit = CACHE_LOOKUPS.labels(kind=kind, result="hit")
         self._miss = CACHE_LOOKUPS.labels(kind=kind, result="miss")
@@ -65,7 +67,8 @@ class CachedLookup(Generic[T]):
         return await asyncio.shield(task)
 
     def _settle(self, key: str, task: asyncio.Task[T]) -> None:
-        self._loads.pop(key, None)
+        if self._loads.get(key) is task:
+            del self._loads[key]
         if not task.cancelled() and task.exception() is not None:
             log.debug("a background refresh of %s failed", self._prefix)
 
@@ -73,15 +76,38 @@ class CachedLookup(Generic[T]):
         """Whether the last load of ``key`` failed, so that what is served is left over."""
         return key in self._failing
 
+    def peek(self, key: str) -> T | None:
+        """What this process holds for ``key``, however old; never loads."""
+        entry = self._memo.get(key)
+        return None if entry is None else entry.value
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop ``keys`` from this process's memo (the shared cache keeps them)."""
+        self._generation += 1
+        for key in keys:
+            self._memo.pop(key, None)
+            self._loads.pop(key, None)
+
+    def held(self) -> list[str]:
+        """The keys this process holds or is loading."""
+        return [*self._memo, *(k for k in self._loads if k not in self._memo)]
+
+    def forget_all(self) -> None:
+        self.forget(self.held())
+
     async def invalidate(self, key: str) -> None:
-        self._memo.pop(key, None)
+        """Drop ``key`` in the shared cache, then here (so that nothing read from the shared
+        cache before it was dropped is kept)."""
         await self._cache.delete(self._prefix + key)
+        self.forget((key,))
 
     async def _refresh(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        generation = self._generation
         shared = await self._from_cache(key)
         if shared is not None and time.time() - shared.stored_at < self._ttl:
             self._hit.inc()
-            self._memo[key] = shared
+            if generation == self._generation:
+                self._memo[key] = shared
             return shared.value
         self._miss.inc()
         try:
@@ -94,6 +120,8 @@ class CachedLookup(Generic[T]):
                 return stale.value
             raise
         self._failing.discard(key)
+        if generation != self._generation:
+            return value  # something was forgotten meanwhile: this may predate it
         entry = _Entry(time.time(), value)
         self._memo[key] = entry
         payload = orjson.dumps({"t": entry.stored_at, "v": self._adapter.dump_python(value,

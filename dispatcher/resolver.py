@@ -1,4 +1,12 @@
-"""Finding workers: the controller client, the model catalog and per-model worker choice."""
+"""Finding workers: the controller client, the model catalog and per-model worker choice.
+
+What is cached about a worker (its conversation template, its context length) is keyed by the
+worker's address and its registration id, which mqgate's controller hands out with the address
+and renews whenever the worker registers: a worker upgraded in place is asked again. The
+controller also announces each registration, so every dispatcher forgets the worker's old
+entries at once instead of when its cached address list expires. FastChat's controller has no
+registration ids; there a worker's entries are dropped when it is found unreachable, or expire.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ from contracts.fastchat import (
     ModelsResponse,
     WorkerAddressesResponse,
     WorkerAddressResponse,
+    WorkerRegistered,
 )
 from contracts.settings import Settings
 from dispatcher.allowlist import WorkerAllowlist
@@ -67,20 +76,22 @@ class ControllerClient:
         answer = self._parse(await self._post("/list_models"), ModelsResponse)
         return sorted(set(answer.models))
 
-    async def worker_addresses(self, model: str) -> list[str]:
+    async def worker_addresses(self, model: str) -> dict[str, str]:
+        """The workers of ``model``, each with its registration id ("" when the controller
+        keeps none, as FastChat's does not)."""
         if self._has_bulk_addresses:
             response = await self._post("/get_worker_addresses", {"model": model})
             if response.status_code == 404:
                 self._has_bulk_addresses = False  # a FastChat controller
             else:
                 answer = self._parse(response, WorkerAddressesResponse)
-                return answer.addresses
-        found: list[str] = []
+                return {a: answer.registrations.get(a, "") for a in answer.addresses}
+        found: dict[str, str] = {}
         for _ in range(_SINGLE_ADDRESS_PROBES):
             single = self._parse(await self._post("/get_worker_address", {"model": model}),
                                  WorkerAddressResponse)
-            if single.address and single.address not in found:
-                found.append(single.address)
+            if single.address:
+                found.setdefault(single.address, "")
         return found
 
     async def ping(self) -> bool:
@@ -119,9 +130,13 @@ class WorkerResolver:
         self._controller = controller
         self._workers = workers
         self._unhealthy_ttl = settings.unhealthy_worker_ttl
-        self._addresses: CachedLookup[list[str]] = CachedLookup(
-            cache, prefix=topology.redis_key("workers", ""), adapter=TypeAdapter(list[str]),
-            ttl=settings.cache_ttl, max_stale=settings.cache_max_stale)
+        self._cache = cache
+        self._channel = topology.registrations_channel
+        self._listening = False
+        self._addresses: CachedLookup[dict[str, str]] = CachedLookup(
+            cache, prefix=topology.redis_key("workers", ""),
+            adapter=TypeAdapter(dict[str, str]), ttl=settings.cache_ttl,
+            max_stale=settings.cache_max_stale)
         self._templates: CachedLookup[ConvTemplate] = CachedLookup(
             cache, prefix=topology.redis_key("conv", ""), adapter=TypeAdapter(ConvTemplate),
             ttl=settings.template_ttl, max_stale=settings.cache_max_stale)
@@ -132,11 +147,46 @@ class WorkerResolver:
         self._in_flight: Counter[str] = Counter()
         self._allowlist = WorkerAllowlist(settings.worker_allowlist)
 
+    async def _registrations(self, model: str) -> dict[str, str]:
+        """``model``'s workers and their registration ids, cached."""
+        if not self._listening:
+            self._listening = True
+            self._cache.subscribe(self._channel, self._on_registered, self._on_attached)
+        return await self._addresses.get(model,
+                                         lambda: self._controller.worker_addresses(model))
+
+    async def _on_registered(self, raw: str) -> None:
+        """A worker registered: forget its models' worker lists (here and in the shared
+        cache) and whatever this process holds about it."""
+        try:
+            notice = WorkerRegistered.model_validate_json(raw)
+        except ValidationError:
+            log.warning("ignored a malformed registration notice")
+            return
+        log.info("worker %s registered; forgetting what was cached about it",
+                 notice.worker_name)
+        self._forget_worker(notice.worker_name)
+        for model in notice.model_names:
+            await self._addresses.invalidate(model)
+
+    async def _on_attached(self) -> None:
+        """Registration notices may have been missed: re-read the worker lists (they carry
+        each worker's current registration id)."""
+        self._addresses.forget_all()
+
+    def _forget_worker(self, address: str) -> None:
+        prefix = address + "|"
+        for lookup in (self._templates, self._details):
+            lookup.forget([key for key in lookup.held() if key.startswith(prefix)])
+
+    async def _worker_key(self, address: str, model: str) -> str:
+        registration = (await self._registrations(model)).get(address, "")
+        return f"{address}|{registration}|{model}"
+
     async def addresses(self, model: str) -> list[str]:
         """Addresses of ``model``'s workers that the allowlist admits (whatever the controller
         or a poisoned cache says)."""
-        found = await self._addresses.get(model,
-                                          lambda: self._controller.worker_addresses(model))
+        found = await self._registrations(model)
         allowed = [a for a in found if self._allowlist.allows(a)]
         if len(allowed) < len(found):
             log.warning("ignored %d worker address(es) of %s outside MQGATE_WORKER_ALLOWLIST",
@@ -170,17 +220,23 @@ class WorkerResolver:
                 del self._in_flight[address]
 
     async def evict(self, model: str, address: str) -> None:
-        """Stop using an address that failed to connect, here and for other dispatchers."""
+        """Stop using an address that failed to connect, here and for other dispatchers. What
+        comes back there may be another model build: its template is asked for again."""
         log.warning("worker %s of model %s is unreachable; evicted", address, model)
         self._unhealthy[address] = time.monotonic() + self._unhealthy_ttl
+        registration = (self._addresses.peek(model) or {}).get(address, "")
+        key = f"{address}|{registration}|{model}"
+        self._forget_worker(address)
+        for lookup in (self._templates, self._details):
+            await lookup.invalidate(key)
         await self._addresses.invalidate(model)
 
     async def template(self, address: str, model: str) -> ConvTemplate:
-        return await self._templates.get(f"{address}|{model}",
+        return await self._templates.get(await self._worker_key(address, model),
                                          lambda: self._workers.conv_template(address, model))
 
     async def context_length(self, address: str, model: str) -> int:
-        details = await self._details.get(f"{address}|{model}",
+        details = await self._details.get(await self._worker_key(address, model),
                                           lambda: self._workers.model_details(address, model))
         return details.context_length
 

@@ -128,8 +128,10 @@ class Stack:
         self._mqgate("controller", "controller", "--port", str(self.controller_port))
         self._wait_http(self.controller_url + "/test_connection", "controller", method="GET")
 
-    def start_worker(self, name: str, models: list[str], *extra: str) -> Worker:
-        port = free_port()
+    def start_worker(self, name: str, models: list[str], *extra: str,
+                     port: int | None = None) -> Worker:
+        """A fake worker; ``port`` to start it where an earlier one ran."""
+        port = port or free_port()
         args = [sys.executable, "-m", "tests.fakeworker", "--port", str(port),
                 "--controller", self.controller_url, *extra]
         for model in models:

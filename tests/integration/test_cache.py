@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import pytest
+import redis.asyncio as aioredis
 
 from contracts.settings import Settings
 from dispatcher.cache import RedisCache
@@ -30,3 +31,23 @@ async def test_unreachable_redis_is_a_fast_miss() -> None:
     assert time.monotonic() - started < 1.0
     assert not await cache.ping()
     await cache.aclose()
+
+
+async def test_notices_reach_a_subscriber_once_it_is_attached(settings: Settings) -> None:
+    cache = RedisCache(settings.redis_url)
+    channel = settings.topology.redis_key("t", "notices")
+    attached, received = asyncio.Event(), asyncio.Queue[str]()
+
+    async def on_attach() -> None:
+        attached.set()
+
+    cache.subscribe(channel, received.put, on_attach)
+    publisher = aioredis.from_url(settings.redis_url)
+    try:
+        async with asyncio.timeout(10):
+            await attached.wait()
+            await publisher.publish(channel, "hello")
+            assert await received.get() == "hello"
+    finally:
+        await publisher.aclose()
+        await cache.aclose()

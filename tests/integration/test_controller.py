@@ -9,8 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
-from tests.conftest import cleanup_namespace
+from contracts.fastchat import WorkerRegistered
+from contracts.settings import Settings
+from tests.conftest import REDIS_URL, cleanup_namespace
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -45,8 +48,9 @@ def test_registration_and_model_lists(controller: Stack) -> None:
     assert post(controller, "/list_models").json() == {"models": ["a", "b"]}
     assert post(controller, "/list_language_models").json() == {"models": ["a", "b"]}
     assert post(controller, "/list_multimodal_models").json() == {"models": []}
-    assert post(controller, "/get_worker_addresses", {"model": "b"}).json() == {
-        "addresses": ["http://w1", "http://w2"]}
+    answer = post(controller, "/get_worker_addresses", {"model": "b"}).json()
+    assert answer["addresses"] == ["http://w1", "http://w2"]
+    assert set(answer["registrations"]) == {"http://w1", "http://w2"}
     status = post(controller, "/worker_get_status").json()
     assert status == {"model_names": ["a", "b"], "speed": 2, "queue_length": 0}
     assert post(controller, "/get_worker_address", {"model": "zzz"}).json() == {"address": ""}
@@ -71,8 +75,8 @@ def test_heart_beats_keep_workers_and_silence_expires_them(controller: Stack) ->
         time.sleep(0.8)
         assert post(controller, "/receive_heart_beat",
                     {"worker_name": "http://w1", "queue_length": 3}).json() == {"exist": True}
-    assert post(controller, "/get_worker_addresses", {"model": "m"}).json() == {
-        "addresses": ["http://w1"]}
+    assert post(controller, "/get_worker_addresses", {"model": "m"}).json()["addresses"] == [
+        "http://w1"]
 
 
 def test_registry_survives_a_controller_restart(controller: Stack) -> None:
@@ -109,3 +113,39 @@ def test_lottery_dispatch(services: None, tmp_path: Path) -> None:
     finally:
         stack.stop()
         asyncio.run(cleanup_namespace(stack.namespace))
+
+
+def registration(stack: Stack, model: str, name: str) -> str:
+    answer = post(stack, "/get_worker_addresses", {"model": model}).json()
+    return str(answer["registrations"][name])
+
+
+def test_each_registration_gets_an_id_that_heart_beats_keep(controller: Stack) -> None:
+    register(controller, "http://w1", ["m"])
+    first = registration(controller, "m", "http://w1")
+    post(controller, "/receive_heart_beat", {"worker_name": "http://w1", "queue_length": 1})
+    assert registration(controller, "m", "http://w1") == first
+    register(controller, "http://w1", ["m"])
+    assert registration(controller, "m", "http://w1") not in ("", first)
+
+
+async def test_a_registration_is_announced_with_old_and_new_model_names(
+        controller: Stack) -> None:
+    await asyncio.to_thread(register, controller, "http://w1", ["old"])
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(Settings(namespace=controller.namespace).topology
+                                   .registrations_channel)
+            await asyncio.to_thread(register, controller, "http://w1", ["new"])
+            async with asyncio.timeout(10):
+                message = None
+                while message is None:
+                    message = await pubsub.get_message(timeout=10)
+    finally:
+        await client.aclose()
+    notice = WorkerRegistered.model_validate_json(message["data"])
+    assert notice.worker_name == "http://w1"
+    assert notice.model_names == ["new", "old"]
+    assert notice.registration == await asyncio.to_thread(registration, controller, "new",
+                                                          "http://w1")
