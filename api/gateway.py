@@ -3,7 +3,9 @@
 Replies are taken from one attempt only: the first attempt that answers. A later attempt (a
 redelivery after a dispatcher died) is followed only if the first sent no output; otherwise
 the stream ends with an error, so a client never sees two generations mixed. Sequence numbers
-must be contiguous. Every wait is bounded by the job's deadline, and streams by an idle limit.
+must be contiguous. Every wait is bounded by the job's deadline, and streams by an idle limit;
+a job that no dispatcher takes is given up after ``MQGATE_NO_DISPATCHER_TIMEOUT`` (see
+``api.dispatchers``), and cancelled like any job whose client is gone, so it never runs later.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from api.dispatchers import DispatcherWatch, Publication
 from api.metrics import CANCELLATIONS
 from consumers.reply_router import ReplyOverflowError, Subscription
 from consumers.transport import JobQueue
 from contracts.errors import (
+    CapacityError,
     ControllerUnavailableError,
     DeadlineExceededError,
     ModelNotFoundError,
@@ -41,6 +45,7 @@ class ReplyReader:
     job: Job
     subscription: Subscription
     settings: Settings
+    publication: Publication | None = None  # watched for want of a dispatcher until output
     _attempt: str | None = None
     _abandoned: set[str] = field(default_factory=set)
     _seq: int = 0
@@ -63,25 +68,52 @@ class ReplyReader:
         self._seq += 1
         return reply.kind is not ReplyKind.STARTED
 
+    def _limit(self) -> tuple[float, bool]:
+        """Seconds this wait may last at most, and whether the idle limit of a stream that
+        has output sets them (else the deadline does)."""
+        remaining = self.job.remaining()
+        if remaining <= 0:
+            raise DeadlineExceededError("the request's deadline passed")
+        idle_left = self.settings.stream_idle_timeout - (time.monotonic() - self._last_reply)
+        if self._output_seen and idle_left < remaining:
+            return idle_left, True
+        return remaining, False
+
+    def _watched(self) -> Publication | None:
+        """The publication to watch for want of a dispatcher: until output arrives."""
+        return None if self._output_seen else self.publication
+
+    def _wait(self, limit: float, keepalive_at: float | None) -> float:
+        wait = limit if keepalive_at is None else min(limit, keepalive_at - time.monotonic())
+        watched = self._watched()
+        return wait if watched is None else min(wait, watched.recheck)
+
+    def _timed_out(self, wait: float, limit: float, idle_limited: bool,
+                   keepalive_at: float | None) -> bool:
+        """After ``wait`` seconds with no reply: raise when the limit is reached or no
+        dispatcher will take the job; True when a keepalive is due."""
+        if wait >= limit:
+            if idle_limited:
+                raise WorkerStreamError(
+                    f"the worker sent nothing for {self.settings.stream_idle_timeout:.0f}s")
+            raise DeadlineExceededError("the request's deadline passed")
+        watched = self._watched()
+        if watched is not None:
+            watched.check()
+        return keepalive_at is not None and time.monotonic() >= keepalive_at
+
     async def next(self, *, keepalive: float | None = None) -> Reply | None:
         """The next reply, or None when ``keepalive`` seconds pass without one."""
+        keepalive_at = None if keepalive is None else time.monotonic() + keepalive
         while True:
-            remaining = self.job.remaining()
-            if remaining <= 0:
-                raise DeadlineExceededError("the request's deadline passed")
-            idle_left = self.settings.stream_idle_timeout - (time.monotonic() - self._last_reply)
-            idle_limited = self._output_seen and idle_left < remaining
-            limit = idle_left if idle_limited else remaining
-            wait = limit if keepalive is None else min(limit, keepalive)
+            limit, idle_limited = self._limit()
+            wait = self._wait(limit, keepalive_at)
             try:
                 reply = await self.subscription.get(wait)
             except TimeoutError:
-                if wait < limit:
+                if self._timed_out(wait, limit, idle_limited, keepalive_at):
                     return KEEPALIVE
-                if not idle_limited:
-                    raise DeadlineExceededError("the request's deadline passed") from None
-                raise WorkerStreamError("the worker sent nothing for "
-                                        f"{self.settings.stream_idle_timeout:.0f}s") from None
+                continue
             except ReplyOverflowError:
                 raise WorkerStreamError("the client read too slowly; the request was "
                                         "cancelled") from None
@@ -118,6 +150,9 @@ class Gateway:
         self.queue = queue
         self.catalog = catalog
         self.cache = cache
+        self.dispatchers = DispatcherWatch(
+            queue.consumers, queue=settings.topology.jobs_queue,
+            wait=settings.no_dispatcher_timeout, grace=settings.shutdown_grace)
         self._background: set[asyncio.Task[None]] = set()
 
     async def check_model(self, model: str) -> None:
@@ -133,13 +168,20 @@ class Gateway:
     async def submit(self, job: Job) -> ReplyReader:
         """Subscribe, then publish: no reply can arrive before its reader exists."""
         job_id_var.set(job.id)
+        publication = await self.dispatchers.publishing()
         subscription = self.queue.router.subscribe(job.id)
         try:
             await self.queue.publish_job(job)
+        except CapacityError as exc:
+            subscription.close()
+            if self.dispatchers.absent:  # say why the queue filled up
+                raise CapacityError(f"the job queue is full, and {self.dispatchers.why()}"
+                                    ) from exc
+            raise
         except BaseException:
             subscription.close()
             raise
-        return ReplyReader(job, subscription, self.settings)
+        return ReplyReader(job, subscription, self.settings, publication)
 
     def cancel(self, job: Job) -> None:
         """Tell dispatchers to stop ``job``; runs in the background so it survives teardown.

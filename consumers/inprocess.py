@@ -71,6 +71,9 @@ class InProcessTransport:
     async def depth(self) -> int | None:
         return len(self._queue)
 
+    async def consumers(self) -> int | None:
+        return len(self._cancel_handlers)  # one per consume(), until stop_consuming()
+
     # --- dispatcher side --------------------------------------------------------------------
 
     async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,

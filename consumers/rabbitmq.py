@@ -146,6 +146,7 @@ class RabbitJobQueue(RabbitBroker):
         self.reply_queue_name = self.topology.reply_queue()
         self._job_delivery_mode = job_delivery_mode(settings)
         self._job_headers: HeadersType = {REPLY_EXCHANGE_HEADER: self.topology.reply_exchange}
+        self._probe: AbstractRobustChannel | None = None  # asks the broker about the queue
 
     async def __aenter__(self) -> RabbitJobQueue:
         await super().__aenter__()
@@ -200,14 +201,28 @@ class RabbitJobQueue(RabbitBroker):
         except BROKER_ERRORS as exc:
             raise BrokerUnavailableError("the message broker is unavailable") from exc
 
-    async def depth(self) -> int | None:
+    async def _jobs_queue_state(self) -> spec.Queue.DeclareOk | None:
+        """The jobs queue's message and consumer counts, fresh from the broker (a passive
+        declare on the raw channel: aio-pika's robust channel answers a repeated passive
+        declare from memory), on a channel of its own; None when the broker cannot say."""
         try:
-            declared = await self._publish_channel.declare_queue(
-                self.topology.jobs_queue, passive=True, timeout=self.settings.publish_timeout)
-        except (*BROKER_ERRORS, DeliveryError, PublishError):
+            if self._probe is None:
+                self._probe = await self.open_channel(confirms=False)
+            async with asyncio.timeout(self.settings.publish_timeout):
+                underlay = await self._probe.get_underlay_channel()
+                return await underlay.queue_declare(self.topology.jobs_queue, passive=True)
+        except BROKER_ERRORS:
             return None
-        count = declared.declaration_result.message_count
-        return int(count) if count is not None else None
+
+    async def depth(self) -> int | None:
+        state = await self._jobs_queue_state()
+        return None if state is None or state.message_count is None else int(state.message_count)
+
+    async def consumers(self) -> int | None:
+        state = await self._jobs_queue_state()
+        if state is None or state.consumer_count is None:
+            return None
+        return int(state.consumer_count)
 
     async def publish_cancel(self, job_id: str) -> None:
         message = aio_pika.Message(Cancel(job_id=job_id).model_dump_json().encode())

@@ -42,6 +42,11 @@ class JobQueue(Protocol):
         """Jobs waiting in the queue, or None when that cannot be known now."""
         ...
 
+    async def consumers(self) -> int | None:
+        """Dispatchers consuming the jobs queue now, or None when that cannot be known now.
+        Never raises."""
+        ...
+
     async def ping(self) -> bool: ...
 
 

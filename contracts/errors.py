@@ -17,6 +17,7 @@ worker::
     ├── UnavailableError                 503 service_unavailable
     │   ├── BrokerUnavailableError       503 broker_unavailable
     │   ├── ControllerUnavailableError   503 controller_unavailable
+    │   ├── NoDispatcherError            503 no_dispatcher
     │   └── NoWorkerError                503 no_worker_available
     ├── DeadlineExceededError            504 deadline_exceeded
     ├── PoisonJobError                   500 job_failed_repeatedly
@@ -134,6 +135,12 @@ class BrokerUnavailableError(UnavailableError):
 
 class ControllerUnavailableError(UnavailableError):
     code = "controller_unavailable"
+
+
+class NoDispatcherError(UnavailableError):
+    """No dispatcher consumes the jobs queue, and none came within the bounded wait."""
+
+    code = "no_dispatcher"
 
 
 class NoWorkerError(UnavailableError):

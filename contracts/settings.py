@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     stream_idle_timeout: float = Field(default=120.0, gt=0)
     keepalive_interval: float = Field(default=15.0, gt=0)
     publish_timeout: float = Field(default=2.0, gt=0)
+    no_dispatcher_timeout: float = Field(default=15.0, ge=0)
     reply_buffer: int = Field(default=4096, ge=16)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

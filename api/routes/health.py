@@ -21,10 +21,14 @@ async def readyz(request: Request, gateway: GatewayDep) -> Response:
         "broker": await gateway.queue.ping(),
         "redis": await request.app.state.cache.ping(),
         "controller": await request.app.state.controller.ping(),
+        "dispatchers": await gateway.dispatchers.listening(),
     }
     ready = all(checks.values())
-    return Response(orjson.dumps({"status": "ready" if ready else "unready", "checks": checks}),
-                    status_code=200 if ready else 503, media_type="application/json")
+    body: dict[str, object] = {"status": "ready" if ready else "unready", "checks": checks}
+    if not checks["dispatchers"]:
+        body["reasons"] = {"dispatchers": gateway.dispatchers.why()}
+    return Response(orjson.dumps(body), status_code=200 if ready else 503,
+                    media_type="application/json")
 
 
 @router.get("/metrics")

@@ -91,7 +91,7 @@ def test_health_and_readiness_answer_without_a_key(stack: Stack) -> None:
         assert ready.status_code == 200, (url, ready.text)
         assert ready.json()["status"] == "ready"
     assert set(httpx.get(stack.base_url + "/readyz").json()["checks"]) == {
-        "broker", "redis", "controller"}
+        "broker", "redis", "controller", "dispatchers"}
 
 
 def test_logs_are_json_with_job_ids_and_never_prompts_or_keys(stack: Stack,
