@@ -1,7 +1,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# portable: no host-specific CPU flags (a native build can crash where the CPU reports AMX)
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 
 # One stamp per extra, so each target installs only what it needs and a venv made for one
 # target is reused by the next: `make serve` needs "local", `make test` "dev" and "local".

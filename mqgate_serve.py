@@ -190,7 +190,8 @@ def _caches(settings: Settings, stack: AsyncExitStack) -> tuple[Cache, HashStore
         cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
         stack.push_async_callback(cache.aclose)
         return cache, None
-    return MemoryCache(), MemoryHashStore()
+    memory = MemoryCache()  # the registry's notices reach the in-process dispatcher through it
+    return memory, MemoryHashStore(relay=memory.publish)
 
 
 async def serve(settings: Settings, *, host: str, port: int, controller_port: int,

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from api.errors import validation_message
 from contracts.errors import RequestError
+from contracts.fastchat import WorkerSampling
 from contracts.jobs import Job, JobKind, JobMessage, SamplingParams
 from contracts.openai.chat import ChatCompletionRequest
 from contracts.openai.completions import CompletionRequest
@@ -19,7 +20,7 @@ from contracts.openai.embeddings import EmbeddingRequest
 
 R = TypeVar("R", bound=BaseModel)
 
-DEFAULT_TEMPERATURE = 0.7  # FastChat's default, kept for its users
+_SAMPLING_FIELDS = set(WorkerSampling.model_fields)
 _JSON_TYPES = ("application/json", "text/json")
 
 
@@ -60,17 +61,13 @@ def _stops(stop: str | list[str] | None) -> list[str]:
     return [stop] if isinstance(stop, str) else list(stop)
 
 
-def _sampling(body: ChatCompletionRequest | CompletionRequest, *, max_tokens: int | None,
-              **extra: object) -> SamplingParams:
-    """The parameters both kinds of generation share, with FastChat's defaults."""
-    return SamplingParams.model_validate({
-        "temperature": DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
-        "top_p": 1.0 if body.top_p is None else body.top_p,
-        "top_k": -1 if body.top_k is None else body.top_k,
-        "presence_penalty": body.presence_penalty or 0.0,
-        "frequency_penalty": body.frequency_penalty or 0.0,
-        "repetition_penalty": body.repetition_penalty, "max_tokens": max_tokens,
-        "stop": _stops(body.stop), "seed": body.seed, **extra})
+def _sampling(body: ChatCompletionRequest | CompletionRequest, *,
+              max_tokens: int | None) -> SamplingParams:
+    """The worker's sampling parameters, taken by name from the request; what the client
+    left out keeps the worker's default."""
+    given = body.model_dump(include=_SAMPLING_FIELDS, exclude_none=True)
+    return SamplingParams.model_validate({**given, "max_tokens": max_tokens,
+                                          "stop": _stops(body.stop)})
 
 
 def chat_job(body: ChatCompletionRequest, *, timeout: float) -> Job:
@@ -79,17 +76,14 @@ def chat_job(body: ChatCompletionRequest, *, timeout: float) -> Job:
     else:
         messages = [JobMessage(role=m.role, content=m.text()) for m in body.messages]
         prompts = []
-    params = _sampling(body, max_tokens=body.max_completion_tokens or body.max_tokens,
-                       echo=False)
+    params = _sampling(body, max_tokens=body.max_completion_tokens or body.max_tokens)
     return Job(id=new_id(), kind=JobKind.CHAT, model=body.model, messages=messages,
                prompts=prompts, params=params, n=body.n or 1, stream=bool(body.stream),
                deadline=time.time() + timeout)
 
 
 def completion_job(body: CompletionRequest, *, timeout: float) -> Job:
-    params = _sampling(body, max_tokens=16 if body.max_tokens is None else body.max_tokens,
-                       logprobs=body.logprobs, echo=bool(body.echo), best_of=body.best_of,
-                       use_beam_search=body.use_beam_search)
+    params = _sampling(body, max_tokens=16 if body.max_tokens is None else body.max_tokens)
     return Job(id=new_id(), kind=JobKind.COMPLETION, model=body.model, prompts=body.prompts(),
                params=params, n=body.n or 1, stream=bool(body.stream),
                deadline=time.time() + timeout)

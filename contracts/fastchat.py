@@ -21,27 +21,38 @@ class Payload(BaseModel):
 # --- worker -------------------------------------------------------------------------------
 
 
-class GenerateParams(BaseModel):
-    """The ``gen_params`` body of ``/worker_generate_stream``."""
+class WorkerSampling(BaseModel):
+    """The sampling parameters a FastChat worker takes, under the names (and with the
+    defaults) of OpenAI's and FastChat's APIs: defined once for the job and the worker call.
+    A parameter added here travels from the request to the worker by name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = 0.7  # FastChat's default, kept for its users
+    top_p: float = 1.0
+    top_k: int = -1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    logprobs: int | None = None
+    echo: bool = False
+    best_of: int | None = None
+    use_beam_search: bool | None = None
+
+    def sampling(self) -> dict[str, object]:
+        """Just the sampling fields, for building another model that shares them."""
+        return {name: getattr(self, name) for name in WorkerSampling.model_fields}
+
+
+class GenerateParams(WorkerSampling):
+    """The ``gen_params`` body of ``/worker_generate_stream``."""
 
     model: str
     prompt: str
-    temperature: float
-    top_p: float
-    top_k: int
-    presence_penalty: float
-    frequency_penalty: float
     max_new_tokens: int
-    echo: bool
     stop: list[str]
-    logprobs: int | None = None
     stop_token_ids: list[int] | None = None
-    repetition_penalty: float | None = None
-    best_of: int | None = None
-    use_beam_search: bool | None = None
-    seed: int | None = None
 
 
 class WorkerUsage(Payload):

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.errors import ErrorDetail
+from contracts.fastchat import WorkerSampling
 from contracts.openai.common import LogProbs, Usage
 
 
@@ -28,22 +29,12 @@ class JobMessage(Envelope):
     content: str
 
 
-class SamplingParams(Envelope):
-    """Generation parameters after validation and defaulting by the api."""
+class SamplingParams(WorkerSampling):
+    """Generation parameters after validation and defaulting by the api: the worker's
+    sampling parameters, and what the dispatcher turns into the worker's limits and stops."""
 
-    temperature: float = 0.7
-    top_p: float = 1.0
-    top_k: int = -1
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    repetition_penalty: float | None = None
     max_tokens: int | None = None
     stop: list[str] = Field(default_factory=list)
-    seed: int | None = None
-    logprobs: int | None = None
-    echo: bool = False
-    best_of: int | None = None
-    use_beam_search: bool | None = None
 
 
 class Job(Envelope):

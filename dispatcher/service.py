@@ -186,12 +186,8 @@ class DispatchService:
         room = await max_new_tokens(self.resolver, self.workers, address=address,
                                     model=job.model, prompt=prompt, requested=p.max_tokens)
         return GenerateParams(
-            model=job.model, prompt=prompt, temperature=p.temperature, top_p=p.top_p,
-            top_k=p.top_k, presence_penalty=p.presence_penalty,
-            frequency_penalty=p.frequency_penalty, max_new_tokens=room, echo=p.echo,
-            stop=merge_stops(p.stop, template), stop_token_ids=template.stop_token_ids,
-            logprobs=p.logprobs, repetition_penalty=p.repetition_penalty, best_of=p.best_of,
-            use_beam_search=p.use_beam_search, seed=p.seed)
+            **p.sampling(), model=job.model, prompt=prompt, max_new_tokens=room,
+            stop=merge_stops(p.stop, template), stop_token_ids=template.stop_token_ids)
 
     async def _stream_choice(self, job: Job, choice: _Choice, address: str, *,
                              sink: ReplySink) -> None:

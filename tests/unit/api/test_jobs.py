@@ -5,6 +5,7 @@ from starlette.requests import Request
 
 from api.jobs import chat_job, completion_job, parse_body
 from contracts.errors import RequestError
+from contracts.fastchat import GenerateParams, WorkerSampling
 from contracts.openai.chat import ChatCompletionRequest
 from contracts.openai.completions import CompletionRequest
 
@@ -62,3 +63,15 @@ def test_completion_defaults() -> None:
     assert job.prompts == ["a", "b"]
     assert job.params.max_tokens == 16
     assert job.params.echo is False
+
+
+def test_every_sampling_parameter_reaches_the_worker_by_name() -> None:
+    sampling = {"temperature": 0.2, "top_p": 0.5, "top_k": 5, "presence_penalty": 0.5,
+                "frequency_penalty": -0.5, "repetition_penalty": 1.1, "seed": 7,
+                "logprobs": 2, "echo": True, "best_of": 3, "use_beam_search": True}
+    job = completion_job(CompletionRequest.model_validate(
+        {"model": "m", "prompt": "p", "max_tokens": 5, **sampling}), timeout=5)
+    worker = GenerateParams(**job.params.sampling(), model="m", prompt="p", max_new_tokens=5,
+                            stop=[])
+    assert worker.model_dump(include=set(sampling)) == sampling
+    assert set(sampling) == set(WorkerSampling.model_fields)
