@@ -13,8 +13,8 @@ from pathlib import Path
 
 import uvicorn
 
-from contracts.logs import configure_logging
 from contracts.settings import Settings
+from runtime.logs import configure_logging
 from workers.gguf import MAX_DEFAULT_CONTEXT
 from workers.loader import WorkerOptions
 

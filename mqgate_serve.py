@@ -25,7 +25,6 @@ import redis.asyncio as aioredis
 from redis import RedisError
 
 from api.app import create_app
-from consumers.health import QuietServer, quiet_server, serve_in_background
 from consumers.inprocess import InProcessTransport
 from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
@@ -34,7 +33,8 @@ from consumers.transport import JobQueue, JobSource
 from contracts.settings import Settings
 from controller.app import create_controller_app
 from controller.registry import HashStore, MemoryHashStore
-from dispatcher.cache import Cache, MemoryCache, RedisCache
+from discovery.cache import Cache, MemoryCache, RedisCache
+from runtime.servers import QuietServer, quiet_server, serve_in_background
 from workers.files import LOCAL_EXTRA_HINT, ModelFileError, ModelPackageMissingError
 from workers.loader import WorkerOptions, build_worker_app
 

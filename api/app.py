@@ -21,8 +21,9 @@ from consumers.rabbitmq import RabbitJobQueue
 from consumers.reply_router import ReplyRouter
 from consumers.transport import JobQueue
 from contracts.settings import Settings
-from dispatcher.cache import Cache, RedisCache
-from dispatcher.resolver import ControllerClient, ModelCatalog
+from discovery.cache import Cache, RedisCache
+from discovery.catalog import ModelCatalog
+from discovery.controller import ControllerClient
 
 
 async def _watch_queue_depth(queue: JobQueue, interval: float = 5.0) -> None:
@@ -74,8 +75,10 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
                 jobs = await stack.enter_async_context(RabbitJobQueue(settings, router))
             app.state.cache = shared
             app.state.controller = controller
-            app.state.gateway = Gateway(settings, jobs, ModelCatalog(controller, shared,
-                                                                     settings), shared)
+            gateway = Gateway(settings, jobs, ModelCatalog(controller, shared, settings),
+                              shared)
+            stack.push_async_callback(gateway.aclose)  # before the queue and cache close
+            app.state.gateway = gateway
             poller = asyncio.create_task(_watch_queue_depth(jobs))
             stack.push_async_callback(_cancel, poller)
             yield

@@ -10,13 +10,15 @@ a job that no dispatcher takes is given up after ``MQGATE_NO_DISPATCHER_TIMEOUT`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from api.dispatchers import DispatcherWatch, Publication
 from api.metrics import CANCELLATIONS
+from consumers.cancel import CancelPublisher
 from consumers.reply_router import ReplyOverflowError, Subscription
 from consumers.transport import JobQueue
 from contracts.errors import (
@@ -28,24 +30,36 @@ from contracts.errors import (
     error_from_detail,
 )
 from contracts.jobs import Job, Reply, ReplyKind
-from contracts.logs import job_id_var
 from contracts.settings import Settings
-from dispatcher.cache import Cache
-from dispatcher.resolver import ModelCatalog
+from discovery.cache import Cache
+from discovery.catalog import ModelCatalog
+from runtime.logs import job_id_var
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE = None  # what ``ReplyReader.next`` returns when a keepalive interval passes
 
 
+class CancelReason(StrEnum):
+    CLIENT_GONE = "client_gone"  # the client disconnected
+    GIVEN_UP = "given_up"  # the api stopped waiting: deadline, idle stream, no dispatcher
+
+
 @dataclass
 class ReplyReader:
-    """Reads one job's replies off its subscription, enforcing attempt lock and ordering."""
+    """Reads one job's replies off its subscription, enforcing attempt lock and ordering.
+
+    Closing it (``close``, or leaving its ``with`` block) ends the subscription and, when the
+    job has not ended (no final or error reply came), cancels it, since a dispatcher may still
+    be running it or may take it from the queue later."""
 
     job: Job
     subscription: Subscription
     settings: Settings
+    abandon: Callable[[Job, CancelReason], None]
     publication: Publication | None = None  # watched for want of a dispatcher until output
+    ended: bool = False
+    _closed: bool = False
     _attempt: str | None = None
     _abandoned: set[str] = field(default_factory=set)
     _seq: int = 0
@@ -66,6 +80,7 @@ class ReplyReader:
         if reply.seq != self._seq:
             raise WorkerStreamError("replies for this request were lost in transit")
         self._seq += 1
+        self.ended = reply.kind in (ReplyKind.FINAL, ReplyKind.ERROR)
         return reply.kind is not ReplyKind.STARTED
 
     def _limit(self) -> tuple[float, bool]:
@@ -142,6 +157,22 @@ class ReplyReader:
             if reply.kind is ReplyKind.FINAL:
                 return replies
 
+    def close(self, *, client_gone: bool = False) -> None:
+        """Stop reading; cancel the job unless it ended. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.subscription.close()
+        if not self.ended:
+            self.abandon(self.job, CancelReason.CLIENT_GONE if client_gone
+                         else CancelReason.GIVEN_UP)
+
+    def __enter__(self) -> ReplyReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 class Gateway:
     def __init__(self, settings: Settings, queue: JobQueue, catalog: ModelCatalog,
@@ -153,7 +184,11 @@ class Gateway:
         self.dispatchers = DispatcherWatch(
             queue.consumers, queue=settings.topology.jobs_queue,
             wait=settings.no_dispatcher_timeout, grace=settings.shutdown_grace)
-        self._background: set[asyncio.Task[None]] = set()
+        self._cancels = CancelPublisher(queue.publish_cancel, cache, settings.topology)
+
+    async def aclose(self) -> None:
+        """Let the cancels still under way go out."""
+        await self._cancels.aclose()
 
     async def check_model(self, model: str) -> None:
         if model not in await self.catalog.models():
@@ -172,27 +207,16 @@ class Gateway:
         subscription = self.queue.router.subscribe(job.id)
         try:
             await self.queue.publish_job(job)
-        except CapacityError as exc:
+        except BaseException as exc:
             subscription.close()
-            if self.dispatchers.absent:  # say why the queue filled up
+            if isinstance(exc, CapacityError) and self.dispatchers.absent:
+                # say why the queue filled up
                 raise CapacityError(f"the job queue is full, and {self.dispatchers.why()}"
                                     ) from exc
             raise
-        except BaseException:
-            subscription.close()
-            raise
-        return ReplyReader(job, subscription, self.settings, publication)
+        return ReplyReader(job, subscription, self.settings, self.cancel, publication)
 
-    def cancel(self, job: Job) -> None:
-        """Tell dispatchers to stop ``job``; runs in the background so it survives teardown.
-
-        The fan-out reaches the dispatcher running the job; the mark in the shared cache
-        reaches one that takes the job from the queue later."""
-        CANCELLATIONS.inc()
-        for work in (self.queue.publish_cancel(job.id),
-                     self.cache.set(self.settings.topology.redis_key("cancelled", job.id), "1",
-                                    max(job.remaining(), 1.0))):
-            task = asyncio.create_task(work)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
+    def cancel(self, job: Job, reason: CancelReason) -> None:
+        """Tell dispatchers to stop ``job`` (see ``consumers.cancel``)."""
+        CANCELLATIONS.labels(reason=reason).inc()
+        self._cancels.cancel(job)

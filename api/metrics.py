@@ -22,7 +22,8 @@ TTFT = Histogram("mqgate_api_time_to_first_token_seconds",
 IN_FLIGHT = Gauge("mqgate_api_requests_in_flight", "Requests being answered")
 QUEUE_DEPTH = Gauge("mqgate_queue_depth", "Jobs waiting in the jobs queue")
 CANCELLATIONS = Counter("mqgate_api_cancellations_total",
-                        "Jobs cancelled because their client went away")
+                        "Jobs cancelled before they ended: their client went away "
+                        "(client_gone) or the api stopped waiting (given_up)", ["reason"])
 
 
 def route_of(scope: Scope) -> str:

@@ -53,21 +53,18 @@ async def respond(request: Request, gateway: Gateway, job: Job, complete: Comple
     streamed job, SSE rendered by ``stream``. A client that leaves cancels the job."""
     request.state.model = job.model
     reader = await gateway.submit(job)
-    streaming = False
+    handed_over = False
     try:
         if job.stream and stream is not None:
             first = await unless_disconnected(request, reader.first())
-            streaming = True
+            handed_over = True  # the stream's body closes the reader
             return sse_response(reply_events(gateway, reader, first, stream.opening(),
                                              timed(request, stream.chunks)))
         replies = await unless_disconnected(request, reader.final())
         return json_response(complete(replies))
     except ClientDisconnectedError:
-        gateway.cancel(job)
+        reader.close(client_gone=True)
         return Response(status_code=CLIENT_CLOSED)
-    except BaseException:
-        gateway.cancel(job)
-        raise
     finally:
-        if not streaming:
-            reader.subscription.close()
+        if not handed_over:
+            reader.close()

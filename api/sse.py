@@ -31,8 +31,8 @@ def error_event(error: MqgateError) -> bytes:
 
 async def reply_events(gateway: Gateway, reader: ReplyReader, first: Reply,
                        opening: Iterable[bytes], render: EventRenderer) -> AsyncIterator[bytes]:
-    """The whole SSE body; an error after the start becomes one error event, then [DONE]."""
-    finished = False
+    """The whole SSE body; an error after the start becomes one error event, then [DONE].
+    Owns ``reader``: closes it at the end, which cancels the job if it has not ended."""
     failure: MqgateError | None = None
     try:
         for chunk in opening:
@@ -47,13 +47,13 @@ async def reply_events(gateway: Gateway, reader: ReplyReader, first: Reply,
                 if reply.kind is ReplyKind.FINAL:
                     break
             reply = await reader.next(keepalive=gateway.settings.keepalive_interval)
-        finished = True
     except MqgateError as exc:
         failure = exc
+    except BaseException:  # the client went away (the response task is cancelled)
+        reader.close(client_gone=True)
+        raise
     finally:
-        reader.subscription.close()
-        if not finished:
-            gateway.cancel(reader.job)
+        reader.close()
     if failure is not None:
         yield error_event(failure)
     yield DONE

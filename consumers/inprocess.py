@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from consumers.reply_router import ReplyRouter
 from consumers.transport import CancelHandler, Delivery, DeliveryHandler
-from contracts.errors import CapacityError
-from contracts.jobs import Job, Reply
+from contracts.errors import CapacityError, DeadlineExceededError
+from contracts.jobs import Job, Reply, ReplyKind
 from contracts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ class InProcessTransport:
         self._unacked: dict[int, _Queued] = {}
         self._tags = itertools.count(1)
         self._pump: asyncio.Task[None] | None = None
-        self.dead_letters: list[Job] = []
         self.cancels_heard_since = math.inf
 
     async def __aenter__(self) -> InProcessTransport:
@@ -92,6 +91,13 @@ class InProcessTransport:
         for tag in list(self._unacked):  # what nobody acknowledged goes back to the queue
             self._requeue(tag)
 
+    def _expired(self, job: Job) -> None:
+        """A job that expired at the head of the queue is answered at once, as RabbitMQ's
+        dead-letter path answers it, and forgotten."""
+        error = DeadlineExceededError("the request's deadline passed while it was queued")
+        self.router.deliver(Reply(job_id=job.id, attempt="dead:expired", seq=0,
+                                  kind=ReplyKind.ERROR, error=error.detail()))
+
     def _requeue(self, tag: int) -> None:
         item = self._unacked.pop(tag, None)
         if item is not None:
@@ -101,7 +107,7 @@ class InProcessTransport:
         async with self._available:
             while True:
                 while self._queue and self._queue[0].job.remaining() <= 0:
-                    self.dead_letters.append(self._queue.popleft().job)  # expired at the head
+                    self._expired(self._queue.popleft().job)
                 if self._queue and len(self._unacked) < prefetch:
                     return self._queue.popleft()
                 await self._available.wait()

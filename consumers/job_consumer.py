@@ -17,9 +17,9 @@ from typing import Protocol
 from consumers.transport import Delivery
 from contracts.errors import DeadlineExceededError, MqgateError
 from contracts.jobs import Job
-from contracts.logs import job_id_var
 from dispatcher.metrics import CANCELLATIONS, EXPIRED, IN_FLIGHT, JOBS, QUEUED_SECONDS
 from dispatcher.replies import ReplySink
+from runtime.logs import job_id_var
 
 log = logging.getLogger(__name__)
 

@@ -160,7 +160,6 @@ class RabbitJobQueue(RabbitBroker):
         await replies.declare_exchange(self.topology.reply_exchange, ExchangeType.DIRECT,
                                        durable=True)
         await queue.bind(self.topology.reply_exchange, routing_key=self.reply_queue_name)
-        self._reply_queue = queue
         await queue.consume(self._on_reply, no_ack=True)
         self.connection.close_callbacks.add(self._on_connection_lost)
         return self

@@ -94,7 +94,7 @@ class RabbitJobSource(RabbitBroker):
         self._consumer_tag = await queue.consume(received, no_ack=False)
         dead = await self._jobs_channel.declare_queue(self.topology.dead_letter_queue,
                                                       durable=True)
-        self._dead_tag = await dead.consume(self._dead_lettered, no_ack=False)
+        await dead.consume(self._dead_lettered, no_ack=False)
 
     async def _dead_lettered(self, message: AbstractIncomingMessage) -> None:
         """Answer the client of a job the broker gave up on, so it is not left waiting."""

@@ -6,35 +6,20 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
-from consumers.health import (
-    Check,
-    QuietServer,
-    bind_first_free,
-    create_health_app,
-    quiet_server,
-    serve_in_background,
-)
+from consumers.cancel import CancelMarks
 from consumers.job_consumer import JobRunner
 from consumers.rabbitmq_source import RabbitJobSource
 from consumers.transport import JobSource
-from contracts.jobs import Job
 from contracts.settings import Settings
-from dispatcher.cache import Cache, RedisCache
+from discovery.cache import Cache, RedisCache
+from discovery.controller import ControllerClient
 from dispatcher.forwarder import WorkerClient
-from dispatcher.resolver import ControllerClient, WorkerResolver
+from dispatcher.resolver import WorkerResolver
 from dispatcher.service import DispatchService
+from runtime.health import Check, create_health_app
+from runtime.servers import QuietServer, bind_first_free, quiet_server, serve_in_background
 
 log = logging.getLogger(__name__)
-
-# how far the api's and the dispatcher's clocks may disagree about when a job was submitted
-CLOCK_SKEW = 1.0
-
-
-def cancel_may_be_unheard(job: Job, heard_since: float) -> bool:
-    """Whether a cancel of ``job`` may have been published while the source did not listen:
-    only for jobs submitted before it last began to hear every cancel."""
-    return job.submitted <= heard_since + CLOCK_SKEW
-
 
 async def _stop_server(server: QuietServer, task: asyncio.Task[None]) -> None:
     server.should_exit = True
@@ -86,17 +71,9 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
             sep_styles=settings.fastchat_sep_styles)
         if source is None:
             source = await stack.enter_async_context(RabbitJobSource(settings))
-        shared, heard = cache, source
-
-        async def cancelled_elsewhere(job: Job) -> bool:
-            """A cancel published while this dispatcher did not listen (the job was still
-            queued, or the broker connection was down): remembered in the shared cache."""
-            if not cancel_may_be_unheard(job, heard.cancels_heard_since):
-                return False
-            return await shared.get(settings.topology.redis_key("cancelled", job.id)) is not None
-
+        marks = CancelMarks(source, cache, settings.topology)
         runner = JobRunner(service, flush_interval=settings.stream_flush_interval,
-                           cancelled_elsewhere=cancelled_elsewhere)
+                           cancelled_elsewhere=marks.cancelled_unheard)
         await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)
         log.info("dispatcher consuming %s with concurrency %d", settings.topology.jobs_queue,
                  settings.concurrency)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -10,6 +11,28 @@ from contracts.openai.common import LogProbs
 
 SepStyleNumbering = Literal["release", "main"]
 """Which FastChat numbers ``sep_style``: fschat 0.2.36, the last release, or git main."""
+
+
+class ErrorCode(IntEnum):
+    """FastChat's error codes (``fastchat.constants.ErrorCode``): the ``error_code`` of a worker
+    frame and of FastChat's API errors. A frame whose code is 0 is no error."""
+
+    VALIDATION_TYPE_ERROR = 40001
+    INVALID_AUTH_KEY = 40101
+    INCORRECT_AUTH_KEY = 40102
+    NO_PERMISSION = 40103
+    INVALID_MODEL = 40301
+    PARAM_OUT_OF_RANGE = 40302
+    CONTEXT_OVERFLOW = 40303
+    RATE_LIMIT = 42901
+    QUOTA_EXCEEDED = 42902
+    ENGINE_OVERLOADED = 42903
+    INTERNAL_ERROR = 50001
+    CUDA_OUT_OF_MEMORY = 50002
+    GRADIO_REQUEST_ERROR = 50003
+    GRADIO_STREAM_UNKNOWN_ERROR = 50004
+    CONTROLLER_NO_WORKER = 50005
+    CONTROLLER_WORKER_TIMEOUT = 50006
 
 
 class Payload(BaseModel):
@@ -53,6 +76,32 @@ class GenerateParams(WorkerSampling):
     max_new_tokens: int
     stop: list[str]
     stop_token_ids: list[int] | None = None
+
+
+class GenerateParamsPayload(GenerateParams):
+    """``gen_params`` as a worker takes them from any client: FastChat's API server sends the
+    same keys plus its own (``images``, which are ignored here), and leaves out what it does not
+    set; what is left out takes the defaults of FastChat's workers."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str = ""  # a single-model worker does not need it
+    temperature: float = 1.0
+    echo: bool = True
+    max_new_tokens: int = 256
+    stop: list[str] = Field(default_factory=list)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_may_be_one_string(cls, value: object) -> object:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("max_new_tokens", mode="before")
+    @classmethod
+    def _max_new_tokens_may_be_null(cls, value: object) -> object:
+        return 256 if value is None else value
 
 
 class WorkerUsage(Payload):
@@ -114,6 +163,11 @@ class ModelDetails(Payload):
     context_length: int = 2048
 
 
+class CountTokenRequest(Payload):
+    model: str = ""
+    prompt: str
+
+
 class CountTokenResponse(Payload):
     count: int = 0
     error_code: int = 0
@@ -138,6 +192,12 @@ class WorkerStatus(Payload):
     model_names: list[str] = Field(default_factory=list)
     speed: int = 1
     queue_length: int = 0
+
+
+class BundledWorkerStatus(WorkerStatus):
+    """The bundled worker's status: FastChat's, and the tokens it generated over its life."""
+
+    generated_tokens: int = 0
 
 
 # --- controller ---------------------------------------------------------------------------

@@ -54,7 +54,6 @@ class Job(Envelope):
     stream: bool = False
     deadline: float
     submitted: float = Field(default_factory=time.time)
-    priority: int = 0
 
     def remaining(self, now: float | None = None) -> float:
         return self.deadline - (time.time() if now is None else now)

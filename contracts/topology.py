@@ -48,6 +48,10 @@ class Topology:
     def redis_key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
 
+    def cancel_key(self, job_id: str) -> str:
+        """The shared cache's mark of a cancelled job, for dispatchers that take it later."""
+        return self.redis_key("cancelled", job_id)
+
     @property
     def registrations_channel(self) -> str:
         """Redis channel on which the controller announces each worker registration."""

@@ -15,9 +15,6 @@ WORKER_ERRORS = Counter("mqgate_dispatcher_worker_errors_total",
                         "Failed worker calls, by error code", ["code"])
 WORKER_RETRIES = Counter("mqgate_dispatcher_worker_retries_total",
                          "Worker calls retried on another worker")
-CACHE_LOOKUPS = Counter("mqgate_cache_lookups_total",
-                        "Lookups of worker addresses, templates and model details",
-                        ["kind", "result"])
 CANCELLATIONS = Counter("mqgate_dispatcher_cancellations_total",
                         "Running jobs stopped because their client went away")
 EXPIRED = Counter("mqgate_dispatcher_expired_total",

@@ -1,4 +1,4 @@
-"""Finding workers: the controller client, the model catalog and per-model worker choice.
+"""Choosing a worker for each call, from the controller's addresses read through the caches.
 
 What is cached about a worker (its conversation template, its context length) is keyed by the
 worker's address and its registration id, which mqgate's controller hands out with the address
@@ -16,109 +16,23 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
-import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from contracts.errors import ControllerUnavailableError, NoWorkerError, WorkerConnectError
+from contracts.errors import NoWorkerError
 from contracts.fastchat import (
     ConvTemplate,
     ModelDetails,
-    ModelsResponse,
-    WorkerAddressesResponse,
-    WorkerAddressResponse,
     WorkerRegistered,
 )
 from contracts.settings import Settings
+from discovery.cache import Cache
+from discovery.controller import ControllerClient
+from discovery.lookup import CachedLookup
 from dispatcher.allowlist import WorkerAllowlist
-from dispatcher.cache import Cache
 from dispatcher.forwarder import WorkerClient
-from dispatcher.lookup import CachedLookup
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
-
-# FastChat's controller hands out one address per call; this many calls find the others.
-_SINGLE_ADDRESS_PROBES = 4
-
-
-class ControllerClient:
-    def __init__(self, url: str, *, timeout: float,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._url = url.rstrip("/")
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                         transport=transport)
-        self._has_bulk_addresses = True
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _post(self, path: str, body: dict[str, str] | None = None) -> httpx.Response:
-        try:
-            response = await self._client.post(self._url + path, json=body)
-        except httpx.HTTPError as exc:
-            raise ControllerUnavailableError("the controller is unreachable") from exc
-        if response.status_code >= 500:
-            raise ControllerUnavailableError(f"the controller answered {response.status_code}")
-        return response
-
-    @staticmethod
-    def _parse(response: httpx.Response, model: type[M]) -> M:
-        if response.status_code != 200:
-            raise ControllerUnavailableError(f"the controller answered {response.status_code}")
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ControllerUnavailableError("the controller sent a malformed answer") from exc
-
-    async def list_models(self) -> list[str]:
-        answer = self._parse(await self._post("/list_models"), ModelsResponse)
-        return sorted(set(answer.models))
-
-    async def worker_addresses(self, model: str) -> dict[str, str]:
-        """The workers of ``model``, each with its registration id ("" when the controller
-        keeps none, as FastChat's does not)."""
-        if self._has_bulk_addresses:
-            response = await self._post("/get_worker_addresses", {"model": model})
-            if response.status_code == 404:
-                self._has_bulk_addresses = False  # a FastChat controller
-            else:
-                answer = self._parse(response, WorkerAddressesResponse)
-                return {a: answer.registrations.get(a, "") for a in answer.addresses}
-        found: dict[str, str] = {}
-        for _ in range(_SINGLE_ADDRESS_PROBES):
-            single = self._parse(await self._post("/get_worker_address", {"model": model}),
-                                 WorkerAddressResponse)
-            if single.address:
-                found.setdefault(single.address, "")
-        return found
-
-    async def ping(self) -> bool:
-        try:
-            await self.list_models()
-        except ControllerUnavailableError:
-            return False
-        return True
-
-
-class ModelCatalog:
-    """The served model names, as the controller knows them, cached."""
-
-    def __init__(self, controller: ControllerClient, cache: Cache, settings: Settings) -> None:
-        self._controller = controller
-        self._lookup: CachedLookup[list[str]] = CachedLookup(
-            cache, prefix=settings.topology.redis_key("models", ""),
-            adapter=TypeAdapter(list[str]), ttl=settings.cache_ttl,
-            max_stale=settings.cache_max_stale)
-
-    async def models(self) -> list[str]:
-        return await self._lookup.get("all", self._controller.list_models)
-
-    @property
-    def stale(self) -> bool:
-        """True while the list is served from cache because the controller is unreachable."""
-        return self._lookup.source_failing("all")
 
 
 class WorkerResolver:
@@ -240,5 +154,3 @@ class WorkerResolver:
                                           lambda: self._workers.model_details(address, model))
         return details.context_length
 
-
-__all__ = ["ControllerClient", "ModelCatalog", "WorkerConnectError", "WorkerResolver"]

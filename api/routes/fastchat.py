@@ -29,11 +29,8 @@ async def _check(gateway: Gateway, item: TokenCheckItem) -> TokenCheckResult:
     await gateway.check_model(item.model)
     job = Job(id=new_id(), kind=JobKind.TOKEN_CHECK, model=item.model, prompts=[item.prompt],
               deadline=time.time() + gateway.settings.request_timeout)
-    reader = await gateway.submit(job)
-    try:
+    with await gateway.submit(job) as reader:
         final = (await reader.final())[-1]
-    finally:
-        reader.subscription.close()
     if final.token_count is None:
         raise WorkerError("the worker did not count the prompt's tokens")
     count, context = final.token_count.count, final.token_count.context_length

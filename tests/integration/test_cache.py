@@ -7,7 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts.settings import Settings
-from dispatcher.cache import RedisCache
+from discovery.cache import RedisCache
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from consumers.health import create_health_app
 from contracts.settings import Settings
 from controller.app import create_controller_app
 from mqgate_cli import build_parser
+from runtime.health import create_health_app
 from workers.app import WorkerConfig, create_worker_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -123,7 +123,7 @@ async def test_a_broker_that_cannot_say_is_not_an_absence() -> None:
 def reader(router: ReplyRouter) -> ReplyReader:
     job = Job(id="j", kind=JobKind.CHAT, model="m", prompts=["p"],
               deadline=time.time() + 30)
-    return ReplyReader(job, router.subscribe("j"), Settings(), None)
+    return ReplyReader(job, router.subscribe("j"), Settings(), lambda _job, _reason: None)
 
 
 async def test_a_reader_gives_up_a_job_that_no_dispatcher_takes() -> None:

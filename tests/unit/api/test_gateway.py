@@ -4,18 +4,22 @@ import time
 
 import pytest
 
-from api.gateway import ReplyReader
+from api.gateway import CancelReason, ReplyReader
 from consumers.reply_router import ReplyRouter
 from contracts.errors import DeadlineExceededError, NoWorkerError, WorkerStreamError
 from contracts.jobs import ChoiceUpdate, Job, JobKind, Reply, ReplyKind
 from contracts.settings import Settings
+
+ABANDONED: list[tuple[str, CancelReason]] = []
 
 
 def setup(deadline: float = 10) -> tuple[ReplyRouter, ReplyReader]:
     router = ReplyRouter()
     job = Job(id="j", kind=JobKind.CHAT, model="m", prompts=["p"], stream=True,
               deadline=time.time() + deadline)
-    return router, ReplyReader(job, router.subscribe("j"), Settings(stream_idle_timeout=0.2))
+    ABANDONED.clear()
+    return router, ReplyReader(job, router.subscribe("j"), Settings(stream_idle_timeout=0.2),
+                               lambda job, reason: ABANDONED.append((job.id, reason)))
 
 
 def chunk(attempt: str, seq: int, text: str = "x", kind: ReplyKind = ReplyKind.CHUNK) -> Reply:
@@ -75,3 +79,33 @@ async def test_deadline_and_idle_limits() -> None:
 async def test_keepalive_ticks_while_waiting() -> None:
     _router, reader = setup()
     assert await reader.next(keepalive=0.01) is None
+
+
+async def test_a_job_that_ended_is_not_cancelled_when_its_reader_closes() -> None:
+    router, reader = setup()
+    router.deliver(chunk("a", 0, kind=ReplyKind.FINAL))
+    with reader:
+        await reader.final()
+    assert ABANDONED == []
+    assert len(router) == 0
+
+
+async def test_a_dispatcher_error_ends_the_job_so_nothing_is_cancelled() -> None:
+    router, reader = setup()
+    router.deliver(Reply(job_id="j", attempt="a", seq=0, kind=ReplyKind.ERROR,
+                         error=NoWorkerError("none").detail()))
+    with pytest.raises(NoWorkerError), reader:
+        await reader.final()
+    assert ABANDONED == []
+
+
+async def test_a_job_given_up_or_left_by_its_client_is_cancelled_once() -> None:
+    router, reader = setup(deadline=0.05)
+    with pytest.raises(DeadlineExceededError), reader:
+        await reader.final()
+    reader.close()
+    assert ABANDONED == [("j", CancelReason.GIVEN_UP)]
+    assert len(router) == 0
+    _router, reader = setup()
+    reader.close(client_gone=True)
+    assert ABANDONED == [("j", CancelReason.CLIENT_GONE)]

@@ -14,7 +14,7 @@ from api.app import create_app
 from api.auth import OPEN_PATHS
 from consumers.inprocess import InProcessTransport
 from contracts.settings import Settings
-from dispatcher.cache import MemoryCache
+from discovery.cache import MemoryCache
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "sk-open-routes"

@@ -9,9 +9,10 @@ import httpx
 from contracts.fastchat import ConvTemplate, ModelDetails, WorkerStatus
 from contracts.settings import Settings
 from controller.registry import MemoryHashStore, Registry
-from dispatcher.cache import MemoryCache
+from discovery.cache import MemoryCache
+from discovery.controller import ControllerClient
 from dispatcher.forwarder import WorkerClient
-from dispatcher.resolver import ControllerClient, WorkerResolver
+from dispatcher.resolver import WorkerResolver
 
 W1 = "http://w1:1"
 SETTINGS = Settings(namespace="unit")

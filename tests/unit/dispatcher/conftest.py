@@ -7,9 +7,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from contracts.settings import Settings
-from dispatcher.cache import MemoryCache
+from discovery.cache import MemoryCache
+from discovery.controller import ControllerClient
 from dispatcher.forwarder import WorkerClient
-from dispatcher.resolver import ControllerClient, WorkerResolver
+from dispatcher.resolver import WorkerResolver
 from dispatcher.service import DispatchService
 from tests.unit.dispatcher.fakes import ScriptedController, ScriptedWorkers
 

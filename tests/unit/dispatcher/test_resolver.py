@@ -9,9 +9,11 @@ from contracts.errors import ControllerUnavailableError, NoWorkerError
 from contracts.fastchat import ConvTemplate, ModelDetails, WorkerRegistered
 from contracts.settings import Settings
 from contracts.topology import Topology
-from dispatcher.cache import MemoryCache
+from discovery.cache import MemoryCache
+from discovery.catalog import ModelCatalog
+from discovery.controller import ControllerClient
 from dispatcher.forwarder import WorkerClient
-from dispatcher.resolver import ControllerClient, ModelCatalog, WorkerResolver
+from dispatcher.resolver import WorkerResolver
 from tests.unit.dispatcher.fakes import ScriptedController
 
 W1, W2 = "http://w1:1", "http://w2:2"

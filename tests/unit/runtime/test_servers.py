@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumers.health import bind_first_free
+from runtime.servers import bind_first_free
 
 
 @pytest.fixture

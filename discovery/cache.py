@@ -46,11 +46,15 @@ class Cache(Protocol):
 
 
 class MemoryCache:
-    """A process-local cache with the same semantics as the Redis one."""
+    """A process-local cache with the same semantics as the Redis one. Expired entries go when
+    read, and in a sweep every ``sweep_every`` writes, so keys never read again (a cancelled
+    job's mark, say) do not pile up in a long-running process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sweep_every: int = 1024) -> None:
         self._items: dict[str, tuple[float, str]] = {}
         self._subscribers: dict[str, list[NoticeHandler]] = {}
+        self._sweep_every = sweep_every
+        self._writes = 0
 
     async def get(self, key: str) -> str | None:
         item = self._items.get(key)
@@ -63,7 +67,14 @@ class MemoryCache:
         return value
 
     async def set(self, key: str, value: str, ttl: float) -> None:
-        self._items[key] = (time.monotonic() + ttl, value)
+        now = time.monotonic()
+        self._items[key] = (now + ttl, value)
+        self._writes += 1
+        if self._writes % self._sweep_every == 0:
+            self._items = {k: item for k, item in self._items.items() if item[0] >= now}
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     async def delete(self, key: str) -> None:
         self._items.pop(key, None)

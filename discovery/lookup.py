@@ -18,8 +18,8 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.errors import MqgateError
-from dispatcher.cache import Cache
-from dispatcher.metrics import CACHE_LOOKUPS
+from discovery.cache import Cache
+from discovery.metrics import CACHE_LOOKUPS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,24 +1,15 @@
-"""A dispatcher's HTTP side port: /healthz, /readyz and /metrics."""
+"""Uvicorn servers that a process runs beside its main work, started in the background."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
-import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import uvicorn
-from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
-
-Check = Callable[[], Awaitable[bool]]
-
-log = logging.getLogger(__name__)
 
 
 class QuietServer(uvicorn.Server):
@@ -27,28 +18,6 @@ class QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def create_health_app(checks: dict[str, Check]) -> FastAPI:
-    app = FastAPI(title="mqgate dispatcher", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        results = {name: await check() for name, check in checks.items()}
-        ready = all(results.values())
-        return Response(orjson.dumps({"status": "ready" if ready else "unready",
-                                      "checks": results}),
-                        status_code=200 if ready else 503, media_type="application/json")
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def quiet_server(app: Any, host: str, port: int, *, log_level: str,
