@@ -85,12 +85,17 @@ class MemoryHashStore:
 
 
 class Registry:
-    def __init__(self, redis: HashStore, topology: Topology, *, expiration: float) -> None:
+    """Workers by address, with what they serve, their queue and their last heart beat.
+    ``clock`` tells the time in seconds since the epoch (``time.time``)."""
+
+    def __init__(self, redis: HashStore, topology: Topology, *, expiration: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = redis
         self._workers = topology.redis_key("controller", "workers")
         self._queues = topology.redis_key("controller", "queue")
         self._registrations = topology.registrations_channel
         self._expiration = expiration
+        self._clock = clock
 
     async def register(self, name: str, status: WorkerStatus, *, check_heart_beat: bool,
                        multimodal: bool) -> WorkerRegistered:
@@ -98,7 +103,7 @@ class Registry:
         before = await self._info(name)
         info = WorkerInfo(model_names=status.model_names, speed=status.speed,
                           queue_length=status.queue_length, check_heart_beat=check_heart_beat,
-                          last_heart_beat=time.time(), multimodal=multimodal,
+                          last_heart_beat=self._clock(), multimodal=multimodal,
                           registration=uuid.uuid4().hex)
         await self._store.hset(self._workers, name, info.model_dump_json())
         await self._store.hset(self._queues, name, status.queue_length)
@@ -127,7 +132,7 @@ class Registry:
         if raw is None:
             return False
         info = WorkerInfo.model_validate_json(raw)
-        info.last_heart_beat = time.time()
+        info.last_heart_beat = self._clock()
         info.queue_length = queue_length
         await self._store.hset(self._workers, name, info.model_dump_json())
         await self._store.hset(self._queues, name, queue_length)
@@ -139,7 +144,7 @@ class Registry:
     async def workers(self, *, include_expired: bool = False) -> dict[str, WorkerInfo]:
         raw = await self._store.hgetall(self._workers)
         queues = await self._store.hgetall(self._queues)
-        now = time.time()
+        now = self._clock()
         found: dict[str, WorkerInfo] = {}
         for key, value in raw.items():
             name = str(key)
@@ -153,7 +158,7 @@ class Registry:
         return found
 
     async def remove_expired(self) -> list[str]:
-        now = time.time()
+        now = self._clock()
         expired = [name for name, info in (await self.workers(include_expired=True)).items()
                    if not self._alive(info, now)]
         for name in expired:

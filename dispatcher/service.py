@@ -31,6 +31,7 @@ from contracts.fastchat import (
     ConvTemplate,
     EmbeddingsWorkerRequest,
     EmbeddingsWorkerResponse,
+    ErrorCode,
     GenerateParams,
     SepStyleNumbering,
     WorkerFrame,
@@ -48,7 +49,6 @@ from dispatcher.resolver import WorkerResolver
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PromptBuilder = Callable[[ConvTemplate], str]
-_CONTEXT_OVERFLOW = 40303
 
 
 def pack_vector(vector: list[float]) -> str:
@@ -208,7 +208,8 @@ class DispatchService:
         logprobs: LogProbs | None = None  # some workers leave them off the final frame
         async for frame in frames:
             if frame.error_code:
-                cls = ContextLengthError if frame.error_code == _CONTEXT_OVERFLOW else WorkerError
+                cls = (ContextLengthError if frame.error_code == ErrorCode.CONTEXT_OVERFLOW
+                       else WorkerError)
                 raise cls(f"the worker failed (code {frame.error_code}): {frame.text.strip()}")
             last = frame
             logprobs = frame.logprobs or logprobs

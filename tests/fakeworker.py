@@ -28,6 +28,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
+from contracts.fastchat import ErrorCode
+
 TEMPLATES: dict[str, dict[str, Any]] = {
     "vicuna_v1.1": {
         "name": "vicuna_v1.1", "system_template": "{system_message}",
@@ -128,7 +130,7 @@ def create_worker_app(models: list[str], template: str, context_length: int) -> 
                 if "error" in flags and i == 1:
                     yield frame({"text": "**NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE "
                                  "REGENERATE OR REFRESH THIS PAGE.**\n\n(boom)",
-                                 "error_code": 50001})
+                                 "error_code": ErrorCode.INTERNAL_ERROR})
                     finished = True
                     return
                 text += token

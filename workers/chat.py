@@ -12,10 +12,8 @@ from typing import Any
 
 import jinja2
 
-from contracts.fastchat import ConvTemplate
+from contracts.fastchat import ConvTemplate, ErrorCode
 from workers.templates import TemplateError, conv_template
-
-SERVER_ERROR = 50001
 
 
 def default_threads() -> int:
@@ -144,7 +142,7 @@ class ChatModel:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     yield {"text": f"generation failed: {type(item).__name__}",
-                           "error_code": SERVER_ERROR}
+                           "error_code": ErrorCode.INTERNAL_ERROR}
                     return
                 yield item
         finally:
