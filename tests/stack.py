@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
+
+from contracts.settings import Settings
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,11 +72,8 @@ class Worker:
 
     def wait_generating(self, timeout: float = 10.0) -> None:
         """Until a generation is running on this worker."""
-        deadline = time.monotonic() + timeout
-        while self.stats()["active"] == 0:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no generation started on {self.url}")
-            time.sleep(0.02)
+        wait_until(lambda: self.stats()["active"] != 0, timeout=timeout, interval=0.02,
+                   what=f"a generation to start on {self.url}")
 
 
 @dataclass
@@ -171,44 +172,71 @@ class Stack:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def wait_models(self, models: list[str], timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
         seen: list[str] = []
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                r = httpx.post(self.controller_url + "/list_models", timeout=2)
-                seen = r.json()["models"]
-                if all(m in seen for m in models):
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"models {models} not registered (saw {seen})\n{self.logs()}")
+
+        def registered() -> bool:
+            nonlocal seen
+            seen = httpx.post(self.controller_url + "/list_models", timeout=2).json()["models"]
+            return all(m in seen for m in models)
+
+        wait_until(registered, timeout=timeout, interval=0.2, ignoring=(httpx.HTTPError,),
+                   what=f"models {models} to be registered",
+                   details=lambda: f"(saw {seen})\n{self.logs()}")
 
     def wait_serving(self, model: str, timeout: float = 30.0) -> None:
         """Until a chat request for ``model`` goes through every layer."""
-        deadline = time.monotonic() + timeout
         last = ""
-        while time.monotonic() < deadline:
-            try:
-                r = httpx.post(self.base_url + "/v1/chat/completions", headers=self.headers(),
-                               json={"model": model, "max_tokens": 1,
-                                     "messages": [{"role": "user", "content": "warm up"}]},
-                               timeout=5)
-                if r.status_code == 200:
-                    return
-                last = r.text
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.3)
-        raise RuntimeError(f"stack not serving {model}: {last}\n{self.logs()}")
+
+        def served() -> bool:
+            nonlocal last
+            r = httpx.post(self.base_url + "/v1/chat/completions", headers=self.headers(),
+                           json={"model": model, "max_tokens": 1,
+                                 "messages": [{"role": "user", "content": "warm up"}]},
+                           timeout=5)
+            last = r.text
+            return r.status_code == 200
+
+        wait_until(served, timeout=timeout, interval=0.3, ignoring=(httpx.HTTPError,),
+                   what=f"the stack to serve {model}",
+                   details=lambda: f"(last answer: {last})\n{self.logs()}")
 
     def _wait_http(self, url: str, name: str, *, method: str = "GET",
                    timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.request(method, url, timeout=1)
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{name} did not start\n{self.logs()}")
+        def answers() -> bool:
+            httpx.request(method, url, timeout=1)
+            return True
+
+        wait_until(answers, timeout=timeout, interval=0.1, ignoring=(httpx.HTTPError,),
+                   what=f"{name} to answer at {url}", details=self.logs)
+
+    @property
+    def amqp_url(self) -> str:
+        """The broker this stack's processes use (the first node of a cluster)."""
+        urls = self.env.get("MQGATE_AMQP_URL") or str(Settings.model_fields["amqp_url"].default)
+        return urls.split(",")[0].strip()
+
+    def queued_jobs(self) -> int:
+        """Jobs waiting in this stack's jobs queue, as the broker says now (asked on a
+        connection of its own: a robust channel answers a repeated passive declare from
+        memory)."""
+        queue = Settings(namespace=self.namespace).topology.jobs_queue
+
+        async def ask() -> int:
+            connection = await aio_pika.connect(self.amqp_url, timeout=5)
+            try:
+                channel = await connection.channel()
+                declared = await channel.declare_queue(queue, passive=True)
+                return int(declared.declaration_result.message_count or 0)
+            finally:
+                await connection.close()
+
+        return asyncio.run(ask())
+
+    def wait_queued(self, jobs: int, timeout: float = 20.0) -> None:
+        """Until ``jobs`` jobs (or more) wait in this stack's jobs queue."""
+        wait_until(lambda: self.queued_jobs() >= jobs, timeout=timeout,
+                   what=f"{jobs} jobs to wait in {self.namespace}'s jobs queue",
+                   details=self.logs)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs)

@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.prompts import vicuna
 from tests.fakeworker import expected_text
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,15 +34,6 @@ async def test_64_concurrent_streams_have_no_cross_talk(aclient: openai.AsyncOpe
         assert got == want
 
 
-def _wait_for(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _fake_stats(stack: Stack) -> dict[str, int]:
     """Counters summed over the two workers of model "fake"."""
     total: dict[str, int] = {}
@@ -61,7 +53,8 @@ def test_closing_a_stream_stops_the_worker(stack: Stack, http: httpx.Client) -> 
         received = [next(lines) for _ in range(6)]
         assert any("content" in line for line in received)
     closed_at = time.monotonic()
-    assert _wait_for(lambda: _fake_stats(stack)["aborted"] > before["aborted"])
+    wait_until(lambda: _fake_stats(stack)["aborted"] > before["aborted"], timeout=10,
+               what="a worker to see the stream's generation closed")
     took = time.monotonic() - closed_at
     after = _fake_stats(stack)
     assert after["active"] == 0
@@ -75,7 +68,8 @@ def test_abandoned_non_stream_request_stops_the_worker(stack: Stack) -> None:
         httpx.post(stack.base_url + "/v1/completions", headers=stack.headers(),
                    timeout=httpx.Timeout(1.0), json={"model": "fake", "max_tokens": 500,
                                                      "prompt": "slow [[delay=0.1]] [[tokens=200]]"})
-    assert _wait_for(lambda: _fake_stats(stack)["aborted"] > before["aborted"])
+    wait_until(lambda: _fake_stats(stack)["aborted"] > before["aborted"], timeout=10,
+               what="a worker to see the abandoned request's generation closed")
     assert _fake_stats(stack)["completed"] == before["completed"]
 
 

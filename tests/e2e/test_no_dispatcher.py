@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aio_pika
 import httpx
 import pytest
 
 from contracts.settings import Settings
-from tests.conftest import AMQP_URL, cleanup_namespace
+from tests.conftest import cleanup_namespace
 from tests.e2e.prompts import vicuna
 from tests.e2e.test_queue import wait_log
 from tests.fakeworker import expected_text
@@ -53,26 +51,6 @@ def streamed_text(response: httpx.Response) -> str:
                    for e in events[:-1])
 
 
-def wait_queued(stack: Stack, jobs: int, timeout: float = 20.0) -> None:
-    """Until ``jobs`` jobs wait in the broker's jobs queue."""
-    queue = Settings(namespace=stack.namespace).topology.jobs_queue
-
-    async def waiting() -> int:
-        connection = await aio_pika.connect(AMQP_URL, timeout=5)
-        try:
-            channel = await connection.channel()
-            declared = await channel.declare_queue(queue, passive=True)
-            return int(declared.declaration_result.message_count or 0)
-        finally:
-            await connection.close()
-
-    deadline = time.monotonic() + timeout
-    while asyncio.run(waiting()) < jobs:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{jobs} jobs never waited in {queue}\n{stack.logs()}")
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("undispatched", [{"MQGATE_NO_DISPATCHER_TIMEOUT": "1"}],
                          indirect=True)
 def test_with_no_dispatcher_a_request_gets_a_503_that_says_so(undispatched: Stack) -> None:
@@ -109,7 +87,7 @@ def test_a_dispatcher_that_comes_back_within_the_wait_answers(undispatched: Stac
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         plain = pool.submit(chat, stack, "wait for me")
         streamed = pool.submit(chat, stack, "stream for me", stream=True)
-        wait_queued(stack, 2)
+        stack.wait_queued(2)
         stack.start_dispatcher()
         answered, streamed_response = plain.result(), streamed.result()
     assert answered.status_code == 200, answered.text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import cleanup_namespace
 from tests.e2e.conftest import API_KEYS
 from tests.stack import Proc, Stack, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -121,14 +121,17 @@ def test_logs_are_json_with_job_ids_and_never_prompts_or_keys(stack: Stack,
 
 def logged_metrics_port(proc: Proc, timeout: float = 20.0) -> int:
     """The port a dispatcher says it serves health and metrics on."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if match := re.search(r"health and metrics on http://[^:]+:(\d+)",
-                              proc.log.read_text(errors="replace")):
-            return int(match.group(1))
-        assert proc.popen.poll() is None, f"{proc.name} exited\n{proc.tail()}"
-        time.sleep(0.1)
-    raise AssertionError(f"{proc.name} never served metrics\n{proc.tail()}")
+
+    def logged() -> re.Match[str] | None:
+        match = re.search(r"health and metrics on http://[^:]+:(\d+)",
+                          proc.log.read_text(errors="replace"))
+        assert match or proc.popen.poll() is None, f"{proc.name} exited\n{proc.tail()}"
+        return match
+
+    match = wait_until(logged, timeout=timeout, interval=0.1,
+                       what=f"{proc.name} to serve metrics", details=proc.tail)
+    assert match is not None
+    return int(match.group(1))
 
 
 def test_dispatchers_on_one_host_take_metrics_ports_in_turn(services: None,

@@ -17,6 +17,7 @@ from tests.conftest import cleanup_namespace
 from tests.e2e.prompts import vicuna
 from tests.fakeworker import expected_text
 from tests.stack import Proc, Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +38,8 @@ def own_stack(services: None, tmp_path: Path, request: pytest.FixtureRequest) ->
 
 
 def wait_log(proc: Proc, text: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in proc.log.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{proc.name} never logged {text!r}:\n{proc.tail()}")
+    wait_until(lambda: text in proc.log.read_text(errors="replace"), timeout=timeout,
+               what=f"{proc.name} to log {text!r}", details=proc.tail)
 
 
 def chat(stack: Stack, content: str, timeout: float = 30.0, **extra: object) -> httpx.Response:
@@ -57,7 +54,7 @@ def test_full_queue_is_429_and_expired_jobs_never_reach_a_worker(own_stack: Stac
     stack = own_stack  # no dispatcher yet: jobs stay queued
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         waiting = [pool.submit(chat, stack, f"queued {i}") for i in range(2)]
-        time.sleep(1.0)
+        stack.wait_queued(2)
         started = time.monotonic()
         rejected = chat(stack, "one too many")
         refused_in = time.monotonic() - started

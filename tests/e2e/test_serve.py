@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from tests.conftest import AMQP_URL, REDIS_URL, cleanup_namespace
 from tests.stack import ROOT, free_port, new_namespace
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -76,16 +76,17 @@ def served(request: pytest.FixtureRequest, services: None,
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         text = log.read_text(errors="replace")
         if "\nready" in text or text.startswith("ready"):
             assert f"models: {CHAT}, {EMBED}" in text
-            return
+            return True
         if proc.poll() is not None:
             raise AssertionError(f"mqgate serve exited:\n{text}")
-        time.sleep(0.2)
-    raise AssertionError(f"mqgate serve never became ready:\n{log.read_text()}")
+        return False
+
+    wait_until(ready, timeout=90, interval=0.2, what="mqgate serve to log that it is ready",
+               details=lambda: log.read_text(errors="replace"))
 
 
 @pytest.fixture
@@ -180,10 +181,8 @@ def test_closed_stream_stops_generation(served: Served, sdk: openai.OpenAI) -> N
         lines = (line for line in response.iter_lines() if line)
         for _ in range(3):
             next(lines)
-    deadline = time.monotonic() + 30
-    while status()["queue_length"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert status()["queue_length"] == 0
+    wait_until(lambda: status()["queue_length"] == 0, timeout=30,
+               what="the worker's queue to empty once the client left")
     assert status()["generated_tokens"] - before < 150
 
 
