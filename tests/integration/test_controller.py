@@ -71,8 +71,8 @@ def test_heart_beats_keep_workers_and_silence_expires_them(controller: Stack) ->
                 {"worker_name": "http://ghost", "queue_length": 0}).json() == {"exist": False}
     register(controller, "http://w1", ["m"])
     register(controller, "http://w2", ["m"])
-    for _ in range(4):
-        time.sleep(0.8)
+    for _ in range(4):  # w1 beats every 0.8 s, w2 stays silent past the 2 s expiration
+        time.sleep(0.8)  # the pace of the heart beats is the behaviour under test
         assert post(controller, "/receive_heart_beat",
                     {"worker_name": "http://w1", "queue_length": 3}).json() == {"exist": True}
     assert post(controller, "/get_worker_addresses", {"model": "m"}).json()["addresses"] == [

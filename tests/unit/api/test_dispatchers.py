@@ -13,6 +13,7 @@ from consumers.reply_router import ReplyRouter
 from contracts.errors import NoDispatcherError
 from contracts.jobs import ChoiceUpdate, Job, JobKind, Reply, ReplyKind
 from contracts.settings import Settings
+from tests.waiting import eventually
 
 
 class Broker:
@@ -41,10 +42,11 @@ def watch(broker: Broker, *, wait: float, grace: float, clock: Clock | None = No
                            clock=clock or time.monotonic)
 
 
-async def settle() -> None:
-    """Let background questions to the broker finish."""
-    for _ in range(3):
-        await asyncio.sleep(0)
+async def settle(broker: Broker, asked: int) -> None:
+    """Until the broker has been asked ``asked`` times in all: the watch takes each answer in as
+    it comes (the fake answers without suspending), so the background question is over."""
+    await eventually(lambda: broker.asked == asked, timeout=10,
+                     what=f"the watch to have asked the broker {asked} times")
 
 
 async def test_with_dispatchers_present_only_the_first_job_asks_the_broker() -> None:
@@ -65,7 +67,7 @@ async def test_a_stale_answer_is_refreshed_in_the_background() -> None:
     broker.consumers = 0
     publication = await dispatchers.publishing()
     assert not publication.unattended  # published on what was known, without waiting
-    await settle()
+    await settle(broker, 2)
     assert broker.asked == 2
     assert dispatchers.absent
 
@@ -89,7 +91,7 @@ async def test_a_dispatcher_that_comes_back_in_time_keeps_the_job() -> None:
     clock.now += 5
     broker.consumers = 1
     publication.check()  # asks the broker again, in the background
-    await settle()
+    await settle(broker, 2)
     clock.now += 60
     publication.check()
     assert not dispatchers.absent
@@ -102,7 +104,7 @@ async def test_a_job_a_stopping_dispatcher_may_hold_gets_its_grace_first() -> No
     clock.now += 2
     broker.consumers = 0
     publication.check()
-    await settle()
+    await settle(broker, 2)
     assert dispatchers.absent  # gone since now
     clock.now += 44.9
     publication.check()

@@ -20,7 +20,7 @@ class Broker:
         self.fail = fail
 
     async def publish(self, destination: str, body: bytes) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a publish takes at least a turn of the loop
         if self.fail is not None:
             raise self.fail
         self.sent.append((destination, ReplyBatch.model_validate_json(body)))
@@ -65,7 +65,7 @@ async def test_a_sender_that_gives_up_does_not_break_the_others() -> None:
     outbox = ReplyOutbox(broker.publish)
     waiting = asyncio.ensure_future(outbox.send("api", reply("gone")))
     staying = asyncio.ensure_future(outbox.send("api", reply("stays")))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one round of the loop: both replies are handed over, one batch
     waiting.cancel()
     await staying
     with pytest.raises(asyncio.CancelledError):

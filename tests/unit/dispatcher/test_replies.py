@@ -15,10 +15,12 @@ class SlowBroker:
         self.sent: list[Reply] = []
         self.delay = delay
         self.fail = fail
+        self.refused = asyncio.Event()  # set as a failing send raises
 
     async def send(self, reply: Reply) -> None:
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay)  # a broker round trip
         if self.fail:
+            self.refused.set()
             raise ConnectionError("api gone")
         self.sent.append(reply)
 
@@ -27,7 +29,7 @@ async def test_fast_updates_are_coalesced_and_the_first_goes_at_once() -> None:
     broker = SlowBroker(delay=0.02)
     sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
     sink.push(0, "first")
-    await asyncio.sleep(0)  # the flusher picks the first update up straight away
+    await asyncio.sleep(0)  # one turn of the loop: the flusher picks the first update up at once
     for i in range(50):
         sink.push(0, f" {i}")
     await sink.finish(Usage(prompt_tokens=1, completion_tokens=51, total_tokens=52))
@@ -66,9 +68,11 @@ async def test_non_stream_job_sends_one_final_reply() -> None:
 
 
 async def test_a_failed_send_stops_the_producer() -> None:
-    sink = ReplySink(job_id="j", attempt="a", stream=True, send=SlowBroker(fail=True).send)
+    broker = SlowBroker(fail=True)
+    sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
     sink.push(0, "x")
-    await asyncio.sleep(0.01)
+    # the sink takes the failure in as the send raises, before this test runs again
+    await asyncio.wait_for(broker.refused.wait(), 10)
     with pytest.raises(ConnectionError):
         sink.push(0, "y")
     await sink.aclose()

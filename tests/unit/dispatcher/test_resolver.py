@@ -69,7 +69,7 @@ async def test_stale_addresses_serve_while_the_controller_is_down() -> None:
     controller.down = True
     import asyncio
 
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # past the TTL on purpose: what is held is stale now
     assert await resolver.choose("m", set()) == W1
     assert await catalog.models() == ["m"]
 
