@@ -16,6 +16,7 @@ from consumers.transport import Delivery
 from contracts.errors import BrokerUnavailableError, CapacityError
 from contracts.jobs import Job, JobKind, Reply, ReplyKind
 from contracts.settings import Settings
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -96,10 +97,8 @@ async def test_cancel_reaches_every_dispatcher(settings: Settings) -> None:
         await a.consume(ignore, seen[0].append, prefetch=1)
         await b.consume(ignore, seen[1].append, prefetch=1)
         await queue.publish_cancel("job-x")
-        for _ in range(100):
-            if all(seen):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: all(seen), timeout=10,
+                         what="the cancel to reach both dispatchers")
     assert seen == [["job-x"], ["job-x"]]
 
 
@@ -122,7 +121,12 @@ async def test_expired_job_is_never_delivered_and_its_client_gets_504(
     async with RabbitJobQueue(settings, router) as queue:
         sub = router.subscribe("short")
         await queue.publish_job(job("short", deadline=0.2))
-        await asyncio.sleep(0.5)
+
+        async def expired() -> bool:
+            return await queue.depth() == 0
+
+        # the job's deadline passes while it waits, before any dispatcher consumes
+        await eventually(expired, timeout=10, what="the broker to drop the expired job")
         async with RabbitJobSource(settings) as source:
             await source.consume(on_job, lambda _id: None, prefetch=1)
             reply = await sub.get(10)

@@ -18,6 +18,7 @@ from consumers.transport import Delivery, JobQueue, JobSource
 from contracts.errors import CapacityError
 from contracts.jobs import Job, JobKind, Reply, ReplyKind
 from contracts.settings import Settings
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -103,10 +104,8 @@ async def test_cancel_reaches_the_consumer(transport: Transport) -> None:
     async with transport.source() as source:
         await source.consume(inbox.on_job, inbox.on_cancel, prefetch=1)
         await transport.queue.publish_cancel("stop-me")
-        for _ in range(100):
-            if inbox.cancels:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: bool(inbox.cancels), timeout=10,
+                         what="the cancel to reach the consumer")
     assert inbox.cancels == ["stop-me"]
 
 
@@ -128,13 +127,13 @@ async def test_unacknowledged_job_comes_back(transport: Transport) -> None:
 async def test_expired_job_is_never_delivered(transport: Transport) -> None:
     inbox = Inbox()
     await transport.queue.publish_job(job("late", deadline=0.1))
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the job's deadline passes while it waits: the behaviour under test
     await transport.queue.publish_job(job("fresh"))
     async with transport.source() as source:
         await source.consume(inbox.on_job, inbox.on_cancel, prefetch=4)
         delivered = await inbox.next()
         await delivered.ack()
-        await asyncio.sleep(0.2)
+        assert await transport.queue.depth() == 0  # nothing left that could still come
     assert delivered.job.id == "fresh"
     assert inbox.deliveries.empty()
 
@@ -146,7 +145,7 @@ async def test_prefetch_bounds_unacknowledged_deliveries(transport: Transport) -
     async with transport.source() as source:
         await source.consume(inbox.on_job, inbox.on_cancel, prefetch=2)
         held = [await inbox.next(), await inbox.next()]
-        await asyncio.sleep(0.3)
+        assert await transport.queue.depth() == 1  # the third is held back, still queued
         assert inbox.deliveries.empty()
         await held[0].ack()
         third = await inbox.next()
