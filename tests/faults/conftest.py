@@ -9,7 +9,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import redis
 
 from tests.conftest import cleanup_namespace
 from tests.stack import Stack, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -82,15 +82,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
                              "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = PrivateRedis(port, proc)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis(port=port, socket_timeout=0.5).ping()
-            break
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    with redis.Redis(port=port, socket_timeout=0.5) as client:
+        wait_until(client.ping, timeout=10, ignoring=(redis.RedisError,),
+                   what=f"the private Redis on port {port} to answer")
     yield server
     server.stop()
 

@@ -6,12 +6,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.stack import free_port
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -71,13 +71,19 @@ def start_private_rabbit() -> PrivateRabbit:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     rabbit = PrivateRabbit(name, port, root, env, proc)
-    deadline = time.monotonic() + 90
-    while True:
+
+    def started() -> bool:
         try:
             rabbit.ctl("await_startup", "--timeout", "5", timeout=20)
-            return rabbit
         except subprocess.SubprocessError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                rabbit.shutdown()
-                raise RuntimeError("the private RabbitMQ node did not start") from None
-            time.sleep(1)
+            if proc.poll() is not None:
+                raise
+            return False
+        return True
+
+    try:
+        wait_until(started, timeout=90, interval=1, what=f"the RabbitMQ node {name} to start")
+    except (AssertionError, subprocess.SubprocessError):
+        rabbit.shutdown()
+        raise RuntimeError("the private RabbitMQ node did not start") from None
+    return rabbit

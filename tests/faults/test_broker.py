@@ -16,8 +16,11 @@ from tests.e2e.prompts import vicuna
 from tests.fakeworker import expected_text
 from tests.faults.rabbit import PrivateRabbit, start_private_rabbit
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
+
+CLIENTS = 8
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,12 @@ class Ledger:
     def record(self, rid: str, started: float, status: int) -> None:
         with self.lock:
             self.outcomes.setdefault(rid, []).append((started, status, time.monotonic()))
+
+    def clients_served(self, since: float) -> set[str]:
+        """The clients that had an answer (200) to a request they sent after ``since``."""
+        with self.lock:
+            return {rid.split("-")[0] for rid, answers in self.outcomes.items()
+                    for started, status, _ended in answers if status == 200 and started > since}
 
 
 async def _load(base: str, ledger: Ledger, stop: threading.Event, bad: Counter[str]) -> None:
@@ -61,9 +70,9 @@ async def _load(base: str, ledger: Ledger, stop: threading.Event, bad: Counter[s
                         vicuna(content))[0]:
                     bad["cross_talk"] += 1
                 if status != 200:
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # the client pauses before its next request
 
-        await asyncio.gather(*(client(k) for k in range(8)))
+        await asyncio.gather(*(client(k) for k in range(CLIENTS)))
 
 
 def test_broker_restart_mid_load(rabbit: PrivateRabbit, make_stack: Callable[..., Stack],
@@ -74,16 +83,20 @@ def test_broker_restart_mid_load(rabbit: PrivateRabbit, make_stack: Callable[...
     ledger, stop, bad = Ledger(), threading.Event(), Counter[str]()
     runner = threading.Thread(target=lambda: asyncio.run(_load(stack.base_url, ledger, stop,
                                                                bad)))
+    loaded_at = time.monotonic()
     runner.start()
     try:
-        time.sleep(3)
+        wait_until(lambda: len(ledger.clients_served(loaded_at)) == CLIENTS, timeout=30,
+                   what="every client to be served before the outage", details=stack.logs)
         rabbit.stop_app()
         down_at = time.monotonic()
-        time.sleep(2)
+        time.sleep(2)  # the outage, the behaviour under test: meanwhile requests get 503 at once
         restart_at = time.monotonic()
         rabbit.start_app()
         up_at = time.monotonic()
-        time.sleep(8)
+        wait_until(lambda: len(ledger.clients_served(up_at)) == CLIENTS, timeout=40,
+                   what="every client to be served again once the broker was back",
+                   details=stack.logs)
     finally:
         stop.set()
         runner.join(60)

@@ -61,7 +61,7 @@ def test_controller_down_with_a_warm_cache(make_stack: Callable[..., Stack]) -> 
     controller = next(p for p in stack.procs if p.name == "controller")
     controller.kill(signal.SIGKILL)
     controller.popen.wait(10)
-    time.sleep(1.5)  # past the TTL: every answer now comes from the stale cache
+    time.sleep(1.5)  # past the 1 s TTL on purpose: every answer now comes from the stale cache
     served(stack, 10, "controller down")
     started = time.monotonic()
     unknown = httpx.post(stack.base_url + "/v1/chat/completions", timeout=30, json={

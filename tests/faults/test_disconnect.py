@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.stack import Stack, Worker
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -16,12 +17,10 @@ SLOW = "go away [[delay=0.1]] [[tokens=300]]"
 
 
 def _aborted_after(worker: Worker, before: int, since: float) -> float:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if worker.stats()["aborted"] > before:
-            return time.monotonic() - since
-        time.sleep(0.01)
-    raise AssertionError("the worker never saw its generation closed")
+    """Seconds from ``since`` until the worker saw its generation closed."""
+    wait_until(lambda: worker.stats()["aborted"] > before, timeout=10, interval=0.01,
+               what="the worker to see its generation closed")
+    return time.monotonic() - since
 
 
 def test_disconnect_closes_the_worker_generation(make_stack: Callable[..., Stack],

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from collections.abc import Callable
 
 import httpx
 import pytest
+import redis
 
+from contracts.settings import Settings
+from tests.conftest import REDIS_URL
 from tests.e2e.test_queue import wait_log
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
+
+
+def cancel_marked(stack: Stack) -> bool:
+    """Whether the api left a cancel mark in the shared cache, which a dispatcher that was not
+    listening when the cancel went out asks about (see ``consumers.cancel``)."""
+    pattern = Settings(namespace=stack.namespace).topology.cancel_key("*")
+    with redis.Redis.from_url(stack.env.get("MQGATE_REDIS_URL", REDIS_URL)) as client:
+        return any(True for _ in client.scan_iter(match=pattern))
 
 
 def test_job_cancelled_while_queued_is_never_forwarded(make_stack: Callable[..., Stack]) -> None:
@@ -24,7 +35,8 @@ def test_job_cancelled_while_queued_is_never_forwarded(make_stack: Callable[...,
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(stack.base_url + "/v1/chat/completions", timeout=1.0, json={
             "model": "fake", "messages": [{"role": "user", "content": "never run me"}]})
-    time.sleep(0.5)  # the api publishes the cancel
+    wait_until(lambda: cancel_marked(stack), timeout=10,
+               what="the api to mark the abandoned job cancelled", details=stack.logs)
     dispatcher = stack.start_dispatcher()
     wait_log(dispatcher, "consuming")
     stack.wait_serving("fake")
@@ -45,17 +57,16 @@ def test_poison_job_is_dead_lettered_and_answered_once(make_stack: Callable[...,
                                   {"role": "user", "content": content}]})
         while not pending.done() and kills < 5:
             dispatcher = stack.start_dispatcher()
-            deadline = time.monotonic() + 20
-            while (not pending.done() and time.monotonic() < deadline
-                   and worker.stats()["active"] == 0):
-                time.sleep(0.02)
+            wait_until(lambda: pending.done() or worker.stats()["active"] != 0, timeout=20,
+                       interval=0.02, what="the job to run on the new dispatcher (or be answered)",
+                       details=stack.logs)
             if pending.done():
                 break
             dispatcher.kill()  # the job "crashes" the dispatcher that runs it
             dispatcher.popen.wait(10)
             kills += 1
-            while worker.stats()["active"]:
-                time.sleep(0.02)
+            wait_until(lambda: worker.stats()["active"] == 0, timeout=20, interval=0.02,
+                       what="the worker to close the killed dispatcher's generation")
         response = pending.result()
     assert kills == 2  # delivery limit 1: delivered twice, then dead-lettered
     assert response.status_code == 500
