@@ -11,12 +11,15 @@ from consumers.job_consumer import JobRunner
 from consumers.rabbitmq_source import RabbitJobSource
 from consumers.transport import JobSource
 from contracts.settings import Settings
-from discovery.cache import Cache, RedisCache
+from discovery.cache import Cache, MemoryCache, RedisCache
 from discovery.controller import ControllerClient
+from dispatcher.capacity import WorkerCapacity
+from dispatcher.capacity_store import MemorySlotStore, RedisSlotStore, SlotStore
 from dispatcher.forwarder import WorkerClient
 from dispatcher.resolver import WorkerResolver
 from dispatcher.service import DispatchService
 from runtime.health import Check, create_health_app
+from runtime.redis import redis_client
 from runtime.servers import QuietServer, bind_first_free, quiet_server, serve_in_background
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,17 @@ async def _serve_health(stack: AsyncExitStack, settings: Settings,
     log.info("health and metrics on http://%s:%d", settings.metrics_host, port)
 
 
+def _slot_store(stack: AsyncExitStack, settings: Settings, cache: Cache) -> SlotStore:
+    """Worker slots beside a memory cache in memory (one process: ``mqgate serve``), else in
+    Redis, shared by every dispatcher."""
+    if isinstance(cache, MemoryCache):
+        return MemorySlotStore()
+    store = RedisSlotStore(redis_client(settings, timeout=settings.redis_timeout),
+                           settings.topology)
+    stack.push_async_callback(store.aclose)
+    return store
+
+
 async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
                          ready: asyncio.Event | None = None, source: JobSource | None = None,
                          cache: Cache | None = None) -> None:
@@ -64,8 +78,10 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         workers = WorkerClient(connect_timeout=settings.worker_connect_timeout,
                                read_timeout=settings.worker_read_timeout)
         stack.push_async_callback(workers.aclose)
+        resolver = WorkerResolver(controller, workers, cache, settings)
+        slots = WorkerCapacity(resolver, _slot_store(stack, settings, cache), cache, settings)
         service = DispatchService(
-            resolver=WorkerResolver(controller, workers, cache, settings), workers=workers,
+            resolver=resolver, workers=workers, capacity=slots,
             attempts=settings.worker_attempts,
             embedding_batch_size=settings.embedding_batch_size,
             sep_styles=settings.fastchat_sep_styles)

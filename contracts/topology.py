@@ -57,6 +57,15 @@ class Topology:
         """Redis channel on which the controller announces each worker registration."""
         return self.redis_key("controller", "registrations")
 
+    def slots_key(self, address: str) -> str:
+        """The leases on a worker's slots: holder ids scored by when each lease ends."""
+        return self.redis_key("slots", address)
+
+    @property
+    def slots_freed_channel(self) -> str:
+        """Redis channel on which dispatchers announce a worker slot they gave back."""
+        return self.redis_key("slots", "freed")
+
 
 # the AMQP ``type`` of a message that carries a ReplyBatch
 REPLY_BATCH_TYPE = "mqgate.reply-batch"

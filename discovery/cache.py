@@ -42,6 +42,11 @@ class Cache(Protocol):
         are lost. Listening lasts until ``aclose``; needs a running event loop."""
         ...
 
+    async def publish(self, channel: str, message: str) -> None:
+        """Hand ``message`` to the subscribers of ``channel`` listening now, at most once;
+        nothing when the cache is unreachable."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -152,6 +157,14 @@ class RedisCache:
             return bool(await self._redis.ping())
         except (RedisError, OSError, TimeoutError):
             return False
+
+    async def publish(self, channel: str, message: str) -> None:
+        if not self._available():
+            return
+        try:
+            await self._redis.publish(channel, message)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("publish", exc)
 
     def subscribe(self, channel: str, on_notice: NoticeHandler,
                   on_attach: AttachHandler) -> None:

@@ -19,3 +19,9 @@ CANCELLATIONS = Counter("mqgate_dispatcher_cancellations_total",
                         "Running jobs stopped because their client went away")
 EXPIRED = Counter("mqgate_dispatcher_expired_total",
                   "Jobs dropped because their deadline passed before they ran")
+SLOT_WAITING = Gauge("mqgate_dispatcher_slot_waiting",
+                     "Worker calls waiting for a free slot on a worker of their model",
+                     ["model"])
+SLOT_WAITS = Counter("mqgate_dispatcher_slot_waits_total",
+                     "Worker calls that found every worker of their model busy and waited",
+                     ["model"])

@@ -1,4 +1,4 @@
-"""Choosing a worker for each call, from the controller's addresses read through the caches.
+"""The workers to call for a model: the controller's addresses, read through the caches.
 
 What is cached about a worker (its conversation template, its context length) is keyed by the
 worker's address and its registration id, which mqgate's controller hands out with the address
@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Set as AbstractSet
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -36,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class WorkerResolver:
-    """Chooses a worker for each call: no controller round trip while the cache is warm."""
+    """Finds the workers of a model: no controller round trip while the cache is warm."""
 
     def __init__(self, controller: ControllerClient, workers: WorkerClient, cache: Cache,
                  settings: Settings) -> None:
@@ -58,7 +56,6 @@ class WorkerResolver:
             cache, prefix=topology.redis_key("details", ""), adapter=TypeAdapter(ModelDetails),
             ttl=settings.template_ttl, max_stale=settings.cache_max_stale)
         self._unhealthy: dict[str, float] = {}
-        self._in_flight: Counter[str] = Counter()
         self._allowlist = WorkerAllowlist(settings.worker_allowlist)
 
     async def _registrations(self, model: str) -> dict[str, str]:
@@ -107,8 +104,9 @@ class WorkerResolver:
                         len(found) - len(allowed), model)
         return allowed
 
-    async def choose(self, model: str, exclude: set[str]) -> str:
-        """The least busy healthy worker of ``model`` not in ``exclude``."""
+    async def candidates(self, model: str, exclude: AbstractSet[str]) -> list[str]:
+        """The healthy workers of ``model`` not in ``exclude``, in the order to prefer them
+        among equally busy ones: shuffled, so that they share the load."""
         addresses = await self.addresses(model)
         now = time.monotonic()
         healthy = [a for a in addresses
@@ -120,18 +118,8 @@ class WorkerResolver:
                 raise NoWorkerError(f"every worker of model {model!r} is unreachable")
             await self._addresses.invalidate(model)
             raise NoWorkerError(f"no worker serves model {model!r}")
-        least = min(self._in_flight[a] for a in healthy)
-        return random.choice([a for a in healthy if self._in_flight[a] == least])
-
-    @contextmanager
-    def lease(self, address: str) -> Iterator[None]:
-        self._in_flight[address] += 1
-        try:
-            yield
-        finally:
-            self._in_flight[address] -= 1
-            if self._in_flight[address] <= 0:
-                del self._in_flight[address]
+        random.shuffle(healthy)
+        return healthy
 
     async def evict(self, model: str, address: str) -> None:
         """Stop using an address that failed to connect, here and for other dispatchers. What

@@ -38,6 +38,7 @@ from contracts.fastchat import (
 )
 from contracts.jobs import Job, JobKind, TokenCount
 from contracts.openai.common import LogProbs, Usage
+from dispatcher.capacity import WorkerCapacity
 from dispatcher.deltas import DeltaTracker
 from dispatcher.forwarder import WorkerClient
 from dispatcher.limits import max_new_tokens
@@ -90,6 +91,7 @@ class _Choice:
 class DispatchService:
     resolver: WorkerResolver
     workers: WorkerClient
+    capacity: WorkerCapacity
     attempts: int = 3
     embedding_batch_size: int = 4
     sep_styles: SepStyleNumbering = "release"  # whose sep_style numbers the workers send
@@ -134,18 +136,19 @@ class DispatchService:
 
     async def _try_worker(self, job: Job, call: Callable[[str], Awaitable[T]],
                           tried: set[str]) -> T:
-        address = await self.resolver.choose(job.model, tried)
-        tried.add(address)
-        try:
-            with self.resolver.lease(address):
+        # a slot on the worker for the call's length; counting tokens queues at no worker
+        metered = job.kind is not JobKind.TOKEN_CHECK
+        async with self.capacity.slot(job.model, tried, metered=metered) as address:
+            tried.add(address)
+            try:
                 return await call(address)
-        except WorkerConnectError as exc:
-            WORKER_ERRORS.labels(code=exc.code).inc()
-            await self.resolver.evict(job.model, address)
-            raise
-        except WorkerError as exc:
-            WORKER_ERRORS.labels(code=exc.code).inc()
-            raise
+            except WorkerConnectError as exc:
+                WORKER_ERRORS.labels(code=exc.code).inc()
+                await self.resolver.evict(job.model, address)
+                raise
+            except WorkerError as exc:
+                WORKER_ERRORS.labels(code=exc.code).inc()
+                raise
 
     # --- generation -------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ The output for a prompt is the prompt's words in reverse order, one word a token
 ``tokens`` words at most (default 8, or ``[[tokens=N]]`` in the prompt). Other markers in the
 prompt change its behaviour: ``[[delay=S]]`` sleeps S seconds before each token,
 ``[[die-after=N]]`` drops the connection after N frames, ``[[error]]`` sends an error frame.
-``GET /_stats`` tells what the worker saw, so tests can check what reached it.
+``GET /_stats`` tells what the worker saw, so tests can check what reached it (``max_active``:
+the most generations it ran at once, counted afresh after ``POST /_stats/max_active/reset``).
 
 Run: ``python -m tests.fakeworker --port 21002 --model fake --controller http://...``
 """
@@ -93,6 +94,7 @@ class Stats:
     completed: int = 0
     aborted: int = 0
     active: int = 0
+    max_active: int = 0  # the most generations it ever ran at once
     embeddings: int = 0
     prompts: list[str] = field(default_factory=list)
     last_params: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +120,7 @@ def create_worker_app(models: list[str], template: str, context_length: int) -> 
         tokens = output_tokens(prompt, max_new)
         stats.started += 1
         stats.active += 1
+        stats.max_active = max(stats.max_active, stats.active)
         finished = False
         start = len(text)
         reason = "length" if len(tokens) >= max_new else "stop"
@@ -203,6 +206,11 @@ def create_worker_app(models: list[str], template: str, context_length: int) -> 
     @app.get("/_stats")
     async def get_stats() -> Response:
         return Response(orjson.dumps(stats.__dict__), media_type="application/json")
+
+    @app.post("/_stats/max_active/reset")
+    async def reset_max_active() -> Response:
+        stats.max_active = stats.active
+        return Response(status_code=204)
 
     return app
 

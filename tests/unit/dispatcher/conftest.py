@@ -9,6 +9,8 @@ from aiohttp.test_utils import TestServer
 from contracts.settings import Settings
 from discovery.cache import MemoryCache
 from discovery.controller import ControllerClient
+from dispatcher.capacity import WorkerCapacity
+from dispatcher.capacity_store import MemorySlotStore
 from dispatcher.forwarder import WorkerClient
 from dispatcher.resolver import WorkerResolver
 from dispatcher.service import DispatchService
@@ -42,8 +44,10 @@ async def service(scripted_controller: ScriptedController) -> AsyncIterator[Disp
     workers = WorkerClient(connect_timeout=1, read_timeout=5)
     controller = ControllerClient("http://controller", timeout=1,
                                   transport=httpx.MockTransport(scripted_controller))
-    resolver = WorkerResolver(controller, workers, MemoryCache(), settings)
-    yield DispatchService(resolver=resolver, workers=workers, attempts=3,
+    cache = MemoryCache()
+    resolver = WorkerResolver(controller, workers, cache, settings)
+    capacity = WorkerCapacity(resolver, MemorySlotStore(), cache, settings)
+    yield DispatchService(resolver=resolver, workers=workers, capacity=capacity, attempts=3,
                           embedding_batch_size=2)
     await workers.aclose()
     await controller.aclose()

@@ -33,44 +33,50 @@ async def test_steady_state_makes_no_controller_calls() -> None:
     controller = ScriptedController({"m": [W1, W2]})
     resolver, catalog = make(controller)
     for _ in range(50):
-        assert await resolver.choose("m", set()) in (W1, W2)
+        assert sorted(await resolver.candidates("m", set())) == [W1, W2]
         assert await catalog.models() == ["m"]
     assert controller.calls["/get_worker_addresses"] == 1
     assert controller.calls["/list_models"] == 1
 
 
-async def test_load_goes_to_the_least_busy_worker() -> None:
+async def test_candidates_leave_out_the_workers_already_tried() -> None:
     resolver, _ = make(ScriptedController({"m": [W1, W2]}))
-    first = await resolver.choose("m", set())
-    with resolver.lease(first):
-        assert await resolver.choose("m", set()) != first
+    assert await resolver.candidates("m", {W1}) == [W2]
+    with pytest.raises(NoWorkerError):
+        await resolver.candidates("m", {W1, W2})
+
+
+async def test_equally_good_workers_come_first_in_turn() -> None:
+    resolver, _ = make(ScriptedController({"m": [W1, W2]}))
+    firsts = {(await resolver.candidates("m", set()))[0] for _ in range(50)}
+    assert firsts == {W1, W2}
 
 
 async def test_evicted_worker_is_not_chosen_again() -> None:
     controller = ScriptedController({"m": [W1, W2]})
     resolver, _ = make(controller)
     await resolver.evict("m", W1)
-    assert {await resolver.choose("m", set()) for _ in range(20)} == {W2}
+    assert await resolver.candidates("m", set()) == [W2]
     with pytest.raises(NoWorkerError):
-        await resolver.choose("m", {W2})
+        await resolver.candidates("m", {W2})
 
 
 async def test_unknown_model_has_no_worker() -> None:
     resolver, _ = make(ScriptedController({"m": [W1]}))
     with pytest.raises(NoWorkerError):
-        await resolver.choose("other", set())
+        await resolver.candidates("other", set())
 
 
 async def test_stale_addresses_serve_while_the_controller_is_down() -> None:
     controller = ScriptedController({"m": [W1]})
     resolver, catalog = make(controller, cache_ttl=0.01, cache_max_stale=60)
-    assert await resolver.choose("m", set()) == W1
+    assert await resolver.candidates("m", set()) == [W1]
     assert await catalog.models() == ["m"]
     controller.down = True
     import asyncio
 
     await asyncio.sleep(0.02)  # past the TTL on purpose: what is held is stale now
-    assert await resolver.choose("m", set()) == W1
+    assert await resolver.candidates("m", set()) == [W1]
     assert await catalog.models() == ["m"]
 
 
@@ -81,7 +87,7 @@ async def test_controller_down_with_a_cold_cache_is_unavailable() -> None:
     with pytest.raises(ControllerUnavailableError):
         await catalog.models()
     with pytest.raises(ControllerUnavailableError):
-        await resolver.choose("m", set())
+        await resolver.candidates("m", set())
 
 
 async def test_fastchat_controller_without_the_bulk_route() -> None:
@@ -97,11 +103,11 @@ async def test_addresses_outside_the_allowlist_are_never_used() -> None:
     client = ControllerClient("http://c", timeout=1, transport=httpx.MockTransport(controller))
     workers = WorkerClient(connect_timeout=1, read_timeout=1)
     resolver = WorkerResolver(client, workers, MemoryCache(), settings)
-    assert {await resolver.choose("m", set()) for _ in range(10)} == {W1}
+    assert await resolver.candidates("m", set()) == [W1]
     controller.workers["m"] = ["http://169.254.169.254:80"]
     poisoned = WorkerResolver(client, workers, MemoryCache(), settings)
     with pytest.raises(NoWorkerError):
-        await poisoned.choose("m", set())
+        await poisoned.candidates("m", set())
 
 
 class Registrations:
