@@ -156,7 +156,9 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
                                             "slow", "api", "api2")}
     env = dict(os.environ, MQGATE_NAMESPACE=namespace, MQGATE_LOG_LEVEL="WARNING",
                MQGATE_CONTROLLER_URL=f"http://127.0.0.1:{ports['controller']}",
-               MQGATE_QUEUE_MAX_LENGTH="100000", PYTHONUNBUFFERED="1")
+               MQGATE_QUEUE_MAX_LENGTH="100000", PYTHONUNBUFFERED="1",
+               # the bench's fake workers take any number of generations at once
+               MQGATE_WORKER_CONCURRENCY="100000")
     procs = Processes(logs, env)
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
