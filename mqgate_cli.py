@@ -49,9 +49,27 @@ def _run_api(args: argparse.Namespace, settings: Settings) -> None:
     _serve_app(create_app(settings), args.host, args.port, settings)
 
 
+def _with_config(args: argparse.Namespace, settings: Settings, command: str) -> Settings:
+    """``settings`` with ``--config``, once the file is known to be usable (else exit with
+    one line saying why)."""
+    from contracts.upstream import ConfigError
+    from controller.config import load_upstreams
+    from runtime.config_file import ConfigFileError
+
+    if args.config is not None:
+        settings = settings.model_copy(update={"config": str(args.config)})
+    if settings.config:
+        try:
+            load_upstreams(settings.config)
+        except (ConfigError, ConfigFileError) as exc:
+            sys.exit(f"mqgate {command}: {exc}")
+    return settings
+
+
 def _run_controller(args: argparse.Namespace, settings: Settings) -> None:
     from controller.app import create_controller_app
 
+    settings = _with_config(args, settings, "controller")
     _serve_app(create_controller_app(settings), args.host, args.port, settings)
 
 
@@ -60,6 +78,7 @@ def _run_dispatcher(args: argparse.Namespace, settings: Settings) -> None:
 
     if args.concurrency is not None:
         settings = settings.model_copy(update={"concurrency": args.concurrency})
+    settings = _with_config(args, settings, "dispatcher")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -90,6 +109,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> None:
     from mqgate_serve import StartupError, serve
     from workers.files import ModelFileError
 
+    settings = _with_config(args, settings, "serve")
     try:
         _run_async(serve(settings, host=args.host, port=args.port,
                          controller_port=args.controller_port, worker_port=args.worker_port,
@@ -116,6 +136,12 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> None:
 def _add_listen_options(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=port, help="port to listen on")
+
+
+def _add_config_option(parser: argparse.ArgumentParser, reads: str) -> None:
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="OpenAI-compatible upstreams in LiteLLM's model_list format "
+                        f"(YAML): {reads} (default: MQGATE_CONFIG)")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -157,10 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher.add_argument("--concurrency", type=int, default=None,
                             help="jobs handled at once (prefetch) (default: MQGATE_CONCURRENCY, "
                             f"{Settings.model_fields['concurrency'].default})")
+    _add_config_option(dispatcher, "the API keys written in it")
     dispatcher.set_defaults(run=_run_dispatcher)
 
     controller = command("controller", "run a FastChat-protocol controller (Redis registry)")
     _add_listen_options(controller, 21001)
+    _add_config_option(controller, "their models are listed beside the workers' (SIGHUP "
+                       "reads it again)")
     controller.set_defaults(run=_run_controller)
 
     serve = command("serve", "run the whole stack with the bundled worker in one process "
@@ -174,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to wait, once the models are loaded, for the worker to "
                        "register them with the controller")
     _add_model_options(serve)
+    _add_config_option(serve, "their models are served beside the bundled ones (SIGHUP "
+                       "reads it again)")
     serve.set_defaults(run=_run_serve)
 
     worker = command("worker", "run the bundled FastChat-protocol worker")

@@ -2,7 +2,8 @@
 
 ``serve`` runs the api, a dispatcher, the controller and the bundled worker on one event loop.
 It uses the in-process transport unless MQGATE_AMQP_URL is set, and in-memory caches unless
-MQGATE_REDIS_URL is set. The controller and the worker listen on loopback only.
+MQGATE_REDIS_URL or MQGATE_REDIS_SENTINELS is set. The controller and the worker listen on
+loopback only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 import aio_pika
 import httpx
-import redis.asyncio as aioredis
 from redis import RedisError
 
 from api.app import create_app
@@ -34,6 +34,7 @@ from contracts.settings import Settings
 from controller.app import create_controller_app
 from controller.registry import HashStore, MemoryHashStore
 from discovery.cache import Cache, MemoryCache, RedisCache
+from runtime.redis import redis_client
 from runtime.servers import QuietServer, quiet_server, serve_in_background
 from workers.files import LOCAL_EXTRA_HINT, ModelFileError, ModelPackageMissingError
 from workers.loader import WorkerOptions, build_worker_app
@@ -101,36 +102,60 @@ def _listen(stack: AsyncExitStack, host: str, port: int, option: str) -> socket.
 
 
 def _shown(url: str) -> str:
-    """``url`` with its password masked, for the terminal."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+    """``url`` (or several, by commas) with passwords masked, for the terminal."""
+    shown = []
+    for one in url.split(","):
+        parts = urllib.parse.urlsplit(one)
+        if parts.password is not None:
+            one = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@",
+                                                             ":***@")).geturl()
+        shown.append(one)
+    return ",".join(shown)
+
+
+def _uses_redis() -> bool:
+    return "MQGATE_REDIS_URL" in os.environ or "MQGATE_REDIS_SENTINELS" in os.environ
+
+
+def _redis_shown(settings: Settings) -> str:
+    if settings.redis_sentinels:
+        return (f"the primary {settings.redis_primary_name!r} of the sentinels at "
+                f"{','.join(settings.redis_sentinels)}")
+    return _shown(settings.redis_url)
 
 
 async def _check_services(settings: Settings) -> None:
-    """StartupError when RabbitMQ or Redis, where asked for, does not answer."""
-    if "MQGATE_REDIS_URL" in os.environ:
-        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5,
-                                   socket_timeout=5)
+    """StartupError when RabbitMQ (one of its nodes) or Redis, where asked for, does not
+    answer."""
+    if _uses_redis():
+        client = redis_client(settings, timeout=5)
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
-            raise StartupError(f"Redis at {_shown(settings.redis_url)} does not answer: "
+            raise StartupError(f"Redis at {_redis_shown(settings)} does not answer: "
                                f"{exc}") from None
         finally:
             await client.aclose()
     if "MQGATE_AMQP_URL" in os.environ:
-        quiet = logging.getLogger("aiormq.connection")  # it would log our error first
-        quiet.disabled = True
-        try:
-            connection = await aio_pika.connect(settings.amqp_url, timeout=5)
-        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
-            raise StartupError(f"RabbitMQ at {_shown(settings.amqp_url)} does not answer: "
-                               f"{exc}") from None
-        finally:
-            quiet.disabled = False
-        await connection.close()
+        await _check_broker(settings.amqp_urls)
+
+
+async def _check_broker(urls: list[str]) -> None:
+    quiet = logging.getLogger("aiormq.connection")  # it would log our error first
+    quiet.disabled = True
+    problems = []
+    try:
+        for url in urls:
+            try:
+                connection = await aio_pika.connect(url, timeout=5)
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+                problems.append(f"{_shown(url)}: {exc}")
+                continue
+            await connection.close()
+            return
+    finally:
+        quiet.disabled = False
+    raise StartupError(f"RabbitMQ at {' nor at '.join(problems)} does not answer")
 
 
 async def _wait_models(controller_url: str, models: list[str]) -> None:
@@ -151,9 +176,8 @@ async def _wait_ready(settings: Settings, models: list[str], seconds: float) -> 
     except TimeoutError:
         problem = (f"the bundled worker's models ({', '.join(models)}) were not registered "
                    f"with the controller at {settings.controller_url} within {seconds:g} s")
-        if "MQGATE_REDIS_URL" in os.environ:
-            problem += (f"; the controller keeps them in Redis: is {_shown(settings.redis_url)} "
-                        "up?")
+        if _uses_redis():
+            problem += f"; the controller keeps them in Redis: is {_redis_shown(settings)} up?"
         raise StartupError(problem) from None
 
 
@@ -186,8 +210,8 @@ async def _job_queue(settings: Settings,
 
 
 def _caches(settings: Settings, stack: AsyncExitStack) -> tuple[Cache, HashStore | None]:
-    if "MQGATE_REDIS_URL" in os.environ:
-        cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+    if _uses_redis():
+        cache = RedisCache(redis_client(settings, timeout=settings.redis_timeout))
         stack.push_async_callback(cache.aclose)
         return cache, None
     memory = MemoryCache()  # the registry's notices reach the in-process dispatcher through it

@@ -24,13 +24,16 @@ from contracts.settings import Settings
 from discovery.cache import Cache, RedisCache
 from discovery.catalog import ModelCatalog
 from discovery.controller import ControllerClient
+from runtime.redis import redis_client
 
 
 async def _watch_queue_depth(queue: JobQueue, interval: float = 5.0) -> None:
+    """The depth of every lane this api publishes to, for /metrics."""
     while True:
-        depth = await queue.depth()
-        if depth is not None:
-            QUEUE_DEPTH.set(depth)
+        for model in queue.lanes():
+            depth = await queue.depth(model)
+            if depth is not None:
+                QUEUE_DEPTH.labels(model=model).set(depth)
         await asyncio.sleep(interval)
 
 
@@ -64,7 +67,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None,
         async with AsyncExitStack() as stack:
             shared = cache
             if shared is None:
-                shared = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+                shared = RedisCache(redis_client(settings, timeout=settings.redis_timeout))
                 stack.push_async_callback(shared.aclose)
             controller = ControllerClient(settings.controller_url,
                                           timeout=settings.controller_timeout)

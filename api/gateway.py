@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 
 from api.dispatchers import DispatcherWatch, Publication
 from api.metrics import CANCELLATIONS
 from consumers.cancel import CancelPublisher
+from consumers.lanes import LaneProgress, QueuePosition
 from consumers.reply_router import ReplyOverflowError, Subscription
 from consumers.transport import JobQueue
 from contracts.errors import (
@@ -26,6 +28,7 @@ from contracts.errors import (
     ControllerUnavailableError,
     DeadlineExceededError,
     ModelNotFoundError,
+    MqgateError,
     WorkerStreamError,
     error_from_detail,
 )
@@ -136,8 +139,8 @@ class ReplyReader:
                 continue
             self._last_reply = time.monotonic()
             if reply.kind is ReplyKind.ERROR and reply.error is not None:
-                raise error_from_detail(reply.error)
-            if reply.choices:
+                raise error_from_detail(reply.error, reply.status)
+            if reply.choices or reply.chunks:
                 self._output_seen = True
             return reply
 
@@ -156,6 +159,14 @@ class ReplyReader:
             replies.append(reply)
             if reply.kind is ReplyKind.FINAL:
                 return replies
+
+    @property
+    def output_seen(self) -> bool:
+        return self._output_seen
+
+    async def first_within(self, seconds: float) -> Reply | None:
+        """The first reply, or None when ``seconds`` pass without one (the job waits)."""
+        return await self.next(keepalive=seconds)
 
     def close(self, *, client_gone: bool = False) -> None:
         """Stop reading; cancel the job unless it ended. Idempotent."""
@@ -181,10 +192,37 @@ class Gateway:
         self.queue = queue
         self.catalog = catalog
         self.cache = cache
-        self.dispatchers = DispatcherWatch(
-            queue.consumers, queue=settings.topology.jobs_queue,
-            wait=settings.no_dispatcher_timeout, grace=settings.shutdown_grace)
+        self._watches: dict[str, DispatcherWatch] = {}
         self._cancels = CancelPublisher(queue.publish_cancel, cache, settings.topology)
+        self._progress = LaneProgress(cache, settings)
+
+    def dispatchers(self, model: str) -> DispatcherWatch:
+        """What the api knows of the dispatchers that follow ``model``'s lane."""
+        watch = self._watches.get(model)
+        if watch is None:
+            watch = self._watches[model] = DispatcherWatch(
+                partial(self.queue.consumers, model), queue=self.settings.topology.lane(model),
+                wait=self.settings.no_dispatcher_timeout, grace=self.settings.shutdown_grace)
+        return watch
+
+    async def dispatchers_listening(self) -> tuple[bool, str]:
+        """Whether a dispatcher follows the lane of a model the controller lists (asked of
+        the broker now), and, when none does, why."""
+        try:
+            models = await self.catalog.models()
+        except MqgateError as exc:
+            return False, f"the models, and so their lanes, are unknown: {exc.message}"
+        if not models:
+            return False, "the controller lists no model, so no dispatcher follows any lane"
+        for model in models:
+            if await self.dispatchers(model).listening():
+                return True, ""
+        return False, self.dispatchers(models[0]).why()
+
+    def position(self, job: Job) -> QueuePosition:
+        """An estimate of ``job``'s place in its lane, for a client that waits."""
+        return QueuePosition(partial(self.queue.depth, job.model),
+                             partial(self._progress.taken, job.model))
 
     async def aclose(self) -> None:
         """Let the cancels still under way go out."""
@@ -203,16 +241,17 @@ class Gateway:
     async def submit(self, job: Job) -> ReplyReader:
         """Subscribe, then publish: no reply can arrive before its reader exists."""
         job_id_var.set(job.id)
-        publication = await self.dispatchers.publishing()
+        watch = self.dispatchers(job.model)
+        publication = await watch.publishing()
         subscription = self.queue.router.subscribe(job.id)
         try:
             await self.queue.publish_job(job)
         except BaseException as exc:
             subscription.close()
-            if isinstance(exc, CapacityError) and self.dispatchers.absent:
+            if isinstance(exc, CapacityError) and watch.absent:
                 # say why the queue filled up
-                raise CapacityError(f"the job queue is full, and {self.dispatchers.why()}"
-                                    ) from exc
+                raise CapacityError(f"the queue of model '{job.model}' is full, and "
+                                    f"{watch.why()}") from exc
             raise
         return ReplyReader(job, subscription, self.settings, self.cancel, publication)
 

@@ -20,7 +20,7 @@ TTFT = Histogram("mqgate_api_time_to_first_token_seconds",
                  "Time from request to the first generated text of a stream", ["route"],
                  buckets=_LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("mqgate_api_requests_in_flight", "Requests being answered")
-QUEUE_DEPTH = Gauge("mqgate_queue_depth", "Jobs waiting in the jobs queue")
+QUEUE_DEPTH = Gauge("mqgate_queue_depth", "Jobs waiting in a model's lane", ["model"])
 CANCELLATIONS = Counter("mqgate_api_cancellations_total",
                         "Jobs cancelled before they ended: their client went away "
                         "(client_gone) or the api stopped waiting (given_up)", ["reason"])

@@ -47,12 +47,18 @@ def _collect(job: Job, replies: Iterable[Reply], count: int) -> tuple[list[str],
     return texts, finishes, logprobs, usage
 
 
+def passed_through(chunks: list[str]) -> list[bytes]:
+    """An upstream's stream chunks as SSE events, as they came."""
+    return [event(chunk.encode()) for chunk in chunks]
+
+
 @dataclass
 class ChatRenderer:
     job: Job
     include_usage: bool = False
     id: str = field(default_factory=lambda: "")
     created: int = field(default_factory=lambda: int(time.time()))
+    opened: bool = False
 
     def __post_init__(self) -> None:
         self.id = f"chatcmpl-{self.job.id}"
@@ -61,15 +67,20 @@ class ChatRenderer:
         # the hot path of a stream: built without validation from already-valid parts
         return event(ChatCompletionChunk.model_construct(
             id=self.id, created=self.created, model=self.job.model, choices=choices,
-            usage=usage).model_dump_json().encode())
+            usage=usage, service_tier=self.job.tier).model_dump_json().encode())
 
     def opening(self) -> list[bytes]:
-        return [self._chunk([ChunkChoice(index=i, delta=ChoiceDelta(role="assistant",
-                                                                    content=""))])
-                for i in range(self.job.n)]
+        return []  # the role chunks go out with the first reply: an upstream sends its own
 
     def chunks(self, reply: Reply) -> list[bytes]:
-        out = [self._chunk([ChunkChoice.model_construct(
+        if reply.chunks is not None:  # an OpenAI-compatible upstream's, passed through
+            self.opened = True
+            return passed_through(reply.chunks)
+        out = [] if self.opened else [
+            self._chunk([ChunkChoice(index=i, delta=ChoiceDelta(role="assistant", content=""))])
+            for i in range(self.job.n)]
+        self.opened = True
+        out += [self._chunk([ChunkChoice.model_construct(
             index=u.index, delta=ChoiceDelta.model_construct(content=u.text or None),
             finish_reason=u.finish_reason)]) for u in reply.choices]
         if self.include_usage and reply.usage is not None and reply.kind == "final":
@@ -77,9 +88,12 @@ class ChatRenderer:
         return out
 
     def complete(self, replies: list[Reply]) -> bytes:
+        if replies and replies[-1].body is not None:
+            return replies[-1].body.encode()
         texts, finishes, _logprobs, usage = _collect(self.job, replies, self.job.n)
         return ChatCompletion(
             id=self.id, created=self.created, model=self.job.model, usage=usage,
+            service_tier=self.job.tier,
             choices=[ChatCompletionChoice(index=i, message=ChatCompletionMessage(content=text),
                                           finish_reason=finishes[i] or "stop")
                      for i, text in enumerate(texts)]).model_dump_json().encode()
@@ -102,12 +116,14 @@ class CompletionRenderer:
     def _chunk(self, choices: list[CompletionChoice], usage: Usage | None = None) -> bytes:
         return event(Completion.model_construct(
             id=self.id, created=self.created, model=self.job.model, choices=choices,
-            usage=usage).model_dump_json().encode())
+            usage=usage, service_tier=self.job.tier).model_dump_json().encode())
 
     def opening(self) -> list[bytes]:
         return []
 
     def chunks(self, reply: Reply) -> list[bytes]:
+        if reply.chunks is not None:  # an OpenAI-compatible upstream's, passed through
+            return passed_through(reply.chunks)
         out = [self._chunk([CompletionChoice.model_construct(
             index=u.index, text=u.text, logprobs=u.logprobs, finish_reason=u.finish_reason)])
             for u in reply.choices]
@@ -116,9 +132,12 @@ class CompletionRenderer:
         return out
 
     def complete(self, replies: list[Reply]) -> bytes:
+        if replies and replies[-1].body is not None:
+            return replies[-1].body.encode()
         texts, finishes, logprobs, usage = _collect(self.job, replies, self.count)
         return Completion(
             id=self.id, created=self.created, model=self.job.model, usage=usage,
+            service_tier=self.job.tier,
             choices=[CompletionChoice(index=i, text=text, logprobs=logprobs[i],
                                       finish_reason=finishes[i] or "stop")
                      for i, text in enumerate(texts)]).model_dump_json().encode()
@@ -137,6 +156,8 @@ def embedding_body(job: Job, replies: list[Reply], *, encoding: str | None) -> b
     thousands of floats through the model costs twice the time for the same bytes (a unit
     test holds the two to one shape)."""
     final = replies[-1]
+    if final.body is not None:  # an OpenAI-compatible upstream's, passed through
+        return final.body.encode()
     vectors = final.embeddings or []
     if len(vectors) != len(job.prompts):
         raise WorkerError("the worker returned the wrong number of embeddings")

@@ -16,6 +16,8 @@ from api.sse import EventRenderer, reply_events, sse_response
 from contracts.jobs import Job, Reply
 
 CLIENT_CLOSED = 499
+# a stream whose job has not started after this many seconds starts with its queue position
+POSITION_AFTER = 0.5
 
 
 class StreamRenderer(Protocol):
@@ -39,7 +41,7 @@ def timed(request: Request, render: EventRenderer) -> EventRenderer:
 
     def render_timed(reply: Reply) -> Iterable[bytes]:
         nonlocal waiting
-        if waiting and any(choice.text for choice in reply.choices):
+        if waiting and (reply.chunks or any(choice.text for choice in reply.choices)):
             waiting = False
             TTFT.labels(route=route).observe(time.monotonic() - started)
         return render(reply)
@@ -56,10 +58,15 @@ async def respond(request: Request, gateway: Gateway, job: Job, complete: Comple
     handed_over = False
     try:
         if job.stream and stream is not None:
-            first = await unless_disconnected(request, reader.first())
+            first = await unless_disconnected(request, reader.first_within(POSITION_AFTER))
+            position = None
+            if first is None and not gateway.dispatchers(job.model).absent:
+                position = gateway.position(job)  # it waits its turn: say where it stands
+            elif first is None:  # no dispatcher yet: the answer may still be a 503
+                first = await unless_disconnected(request, reader.first())
             handed_over = True  # the stream's body closes the reader
             return sse_response(reply_events(gateway, reader, first, stream.opening(),
-                                             timed(request, stream.chunks)))
+                                             timed(request, stream.chunks), position))
         replies = await unless_disconnected(request, reader.final())
         return json_response(complete(replies))
     except ClientDisconnectedError:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from bench import scheduling
 from bench.load import Result, Target, median_result, run
 from bench.probe import amqp_round_trip
 from tests.stack import free_port
@@ -153,12 +154,14 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
     logs.mkdir(parents=True, exist_ok=True)
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     ports = {name: free_port() for name in ("controller", "fc_controller", "fc_api", "fast",
-                                            "slow", "api", "api2")}
+                                            "slow", "api", "api2", "flood", "idle",
+                                            "priority")}
     env = dict(os.environ, MQGATE_NAMESPACE=namespace, MQGATE_LOG_LEVEL="WARNING",
                MQGATE_CONTROLLER_URL=f"http://127.0.0.1:{ports['controller']}",
                MQGATE_QUEUE_MAX_LENGTH="100000", PYTHONUNBUFFERED="1",
                # the bench's fake workers take any number of generations at once
-               MQGATE_WORKER_CONCURRENCY="100000")
+               MQGATE_WORKER_CONCURRENCY="100000",
+               MQGATE_WORKER_CONCURRENCY_BY_MODEL=scheduling.WORKER_LIMITS)
     procs = Processes(logs, env)
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
@@ -171,7 +174,17 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
         procs.start("worker-slow", ["-m", "bench.fake_worker", "--port", str(ports["slow"]),
                                     "--model", SLOW, "--tokens", "128", "--delay", "0.02",
                                     "--controller", urls["controller"]])
-        for name in ("fast", "slow"):
+        for name, model, tokens, delay in (
+                ("flood", scheduling.FLOOD_MODEL, scheduling.FLOOD_TOKENS,
+                 scheduling.FLOOD_DELAY),
+                ("idle", scheduling.IDLE_MODEL, 32, 0.0),
+                ("priority", scheduling.PRIORITY_MODEL, scheduling.PRIORITY_TOKENS,
+                 scheduling.PRIORITY_DELAY)):
+            procs.start(f"worker-{name}", ["-m", "bench.fake_worker", "--port",
+                                           str(ports[name]), "--model", model, "--tokens",
+                                           str(tokens), "--delay", str(delay),
+                                           "--controller", urls["controller"]])
+        for name in ("fast", "slow", "flood", "idle", "priority"):
             wait_http(urls[name] + "/worker_get_status", "POST")
         fastchat_env = {"LOGDIR": str(logs)}  # FastChat writes its own log files there
         procs.start("fastchat-controller", ["-m", "fastchat.serve.controller", "--host",
@@ -180,6 +193,8 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
         wait_http(urls["fc_controller"] + "/test_connection")
         register(urls["fc_controller"], urls["fast"], FAST)
         register(urls["fc_controller"], urls["slow"], SLOW)
+        register(urls["fc_controller"], urls["flood"], scheduling.FLOOD_MODEL)
+        register(urls["fc_controller"], urls["idle"], scheduling.IDLE_MODEL)
         procs.start("fastchat-api", ["-m", "fastchat.serve.openai_api_server", "--host",
                                      "127.0.0.1", "--port", str(ports["fc_api"]),
                                      "--controller-address", urls["fc_controller"]],
@@ -270,6 +285,20 @@ def single_client(bench: Bench, urls: dict[str, str]) -> tuple[float, dict[str, 
     return probes[len(probes) // 2], {name: r.as_dict() for name, r in found.items()}
 
 
+def scheduling_cells(bench: Bench, urls: dict[str, str]) -> dict[str, Any]:
+    """Fairness (the direct workers, FastChat and mqgate) and priority (mqgate alone: the
+    others have no queue to order)."""
+    found: dict[str, Any] = {}
+    if not bench.only or any(o in "fairness" for o in bench.only):
+        found["fairness"] = scheduling.fairness({
+            "direct": scheduling.Route.workers(urls["flood"], urls["idle"]),
+            "fastchat": scheduling.Route.openai(urls["fc_api"]),
+            "mqgate": scheduling.Route.openai(urls["api"])})
+    if not bench.only or any(o in "priority" for o in bench.only):
+        found["priority"] = scheduling.priority(urls["api"], bench.seconds * 5)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="mqgate against FastChat's server")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one run")
@@ -285,17 +314,28 @@ def main() -> None:
         running = start_mqgate(procs, urls, dispatchers=1, apis=1)
         probe_ms, c1 = single_client(bench, urls)
         rows = comparison(bench, urls)
+        sched = scheduling_cells(bench, urls)
         scale = [] if args.no_scaling else scaling(bench, procs, urls, running)
     added = c1["mqgate"]["p50_ms"] - c1["direct"]["p50_ms"]
     report = {"started": started_at, "seconds_per_run": args.seconds, "repeats": args.repeats,
               "amqp_round_trip_p50_ms": probe_ms,
               "c1_added_latency_ms": added, "c1_added_over_round_trip": added / probe_ms,
-              "cells": rows, "scaling": scale, "took_s": time.time() - started_at}
+              "cells": rows, "scheduling": sched, "scaling": scale,
+              "took_s": time.time() - started_at}
     out = ROOT / "bench" / "results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
     out.write_text(json.dumps(report, indent=2))
     print(table(rows))
     print(f"\nbare AMQP round trip p50: {probe_ms:.2f} ms; mqgate's added latency at c=1: "
           f"{added:.2f} ms ({added / probe_ms:.2f}x the round trip)")
+    if fair := sched.get("fairness"):
+        for name, r in fair.items():
+            print(f"fairness {name}: idle model p50/max {r['alone_p50_ms']:.0f}/"
+                  f"{r['alone_max_ms']:.0f} ms alone, {r['flood_p50_ms']:.0f}/"
+                  f"{r['flood_max_ms']:.0f} ms beside the flood "
+                  f"(max {r['max_over_alone']:.2f}x the p50 alone)")
+    if prio := sched.get("priority"):
+        print(f"priority: time in queue p50 default {prio['default_ttft_p50_ms']:.0f} ms, "
+              f"priority {prio['priority_ttft_p50_ms']:.0f} ms ({prio['ratio']:.1%})")
     for row in scale:
         print(f"scaling: {row['dispatchers']} dispatcher(s), {row['apis']} api: "
               f"{row['result']['rps']:.1f} rps")

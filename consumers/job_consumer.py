@@ -33,8 +33,10 @@ class JobService(Protocol):
 class JobRunner:
     def __init__(self, service: JobService, *, remember_cancels: float = 900.0,
                  flush_interval: float = 0.0,
-                 cancelled_elsewhere: Callable[[Job], Awaitable[bool]] | None = None) -> None:
+                 cancelled_elsewhere: Callable[[Job], Awaitable[bool]] | None = None,
+                 took: Callable[[str], None] | None = None) -> None:
         self._service = service
+        self._took = took
         self._cancelled_elsewhere = cancelled_elsewhere
         self._flush_interval = flush_interval
         self._remember = remember_cancels
@@ -87,7 +89,10 @@ class JobRunner:
                                                            "while it was queued"))
             await delivery.ack()
             return
-        QUEUED_SECONDS.observe(max(time.time() - job.submitted, 0.0))
+        QUEUED_SECONDS.labels(model=job.model, tier=job.tier).observe(
+            max(time.time() - job.submitted, 0.0))
+        if self._took is not None:
+            self._took(job.model)
         outcome = "ok"
         IN_FLIGHT.inc()
         try:

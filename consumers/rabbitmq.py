@@ -22,11 +22,12 @@ from aiormq import spec
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from consumers.rabbitmq_cluster import connect_cluster, random_node, round_of_nodes
 from consumers.reply_router import ReplyRouter
 from contracts.errors import BrokerUnavailableError, CapacityError
-from contracts.jobs import Cancel, Job, Reply, ReplyBatch
+from contracts.jobs import MAX_TIER_RANK, Cancel, Job, Reply, ReplyBatch
 from contracts.settings import Settings
-from contracts.topology import REPLY_BATCH_TYPE, REPLY_EXCHANGE_HEADER, Topology
+from contracts.topology import REPLY_BATCH_TYPE, REPLY_EXCHANGE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +35,56 @@ BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, OSError, 
                  RuntimeError)
 
 
-def jobs_queue_arguments(settings: Settings) -> dict[str, Any]:
+def lane_arguments(settings: Settings) -> dict[str, Any]:
+    """A lane's queue arguments, the same on every side that declares it: bounded (a full lane
+    refuses at once), dead-lettered, deleted after ``MQGATE_LANE_EXPIRES`` unused, and on
+    classic queues with one priority per service tier."""
     args: dict[str, Any] = {
         "x-max-length": settings.queue_max_length,
         "x-overflow": "reject-publish",
         "x-dead-letter-exchange": settings.topology.dead_letter_exchange,
         "x-queue-type": settings.queue_type,
+        "x-expires": int(settings.lane_expires * 1000),
     }
     if settings.queue_type == "quorum":
         args["x-delivery-limit"] = settings.delivery_limit
+    else:
+        args["x-max-priority"] = MAX_TIER_RANK
     return args
 
 
-async def bind_jobs_queue(channel: AbstractRobustChannel, queue: AbstractQueue,
-                         topology: Topology) -> None:
-    """Declare the jobs exchange and bind the jobs queue to it (by the queue's name), on a
-    robust channel so that a reconnection restores both. The queue keeps its default-exchange
-    binding too: jobs from an api of an earlier release still reach it."""
+async def declare_lane(channel: AbstractRobustChannel, settings: Settings,
+                       model: str) -> AbstractQueue:
+    """Declare ``model``'s lane and bind it to the jobs exchange under its own name, on a
+    robust channel, so that a reconnection restores both."""
+    topology = settings.topology
+    name = topology.lane(model)
     await channel.declare_exchange(topology.jobs_exchange, ExchangeType.DIRECT, durable=True)
-    await queue.bind(topology.jobs_exchange, routing_key=topology.jobs_queue)
+    queue = await channel.declare_queue(name, durable=True, arguments=lane_arguments(settings))
+    await queue.bind(topology.jobs_exchange, routing_key=name)
+    return queue
+
+
+async def lane_state(channel: AbstractRobustChannel, settings: Settings,
+                     model: str) -> spec.Queue.DeclareOk | None:
+    """A lane's message and consumer counts, fresh from the broker, or None when the broker
+    cannot say. Declared on the raw channel (aio-pika's robust channel answers a repeated
+    declare from memory), actively, with the lane's own arguments: a lane nobody declared yet
+    is created empty, never a channel-closing 404."""
+    try:
+        async with asyncio.timeout(settings.publish_timeout):
+            underlay = await channel.get_underlay_channel()
+            return await underlay.queue_declare(settings.topology.lane(model), durable=True,
+                                                arguments=lane_arguments(settings))
+    except BROKER_ERRORS:
+        return None
+
+
+def dead_letter_arguments(settings: Settings) -> dict[str, Any]:
+    """The dead-letter queue's arguments: a quorum queue where the lanes are, so that it is
+    there whichever node a process reaches (a classic durable queue cannot be declared while
+    its node is down, which would keep a reconnection to another node from completing)."""
+    return {"x-queue-type": "quorum"} if settings.queue_type == "quorum" else {}
 
 
 def job_delivery_mode(settings: Settings) -> int:
@@ -81,15 +113,18 @@ class RabbitBroker:
         return self._connection
 
     async def __aenter__(self) -> RabbitBroker:
+        urls = self.settings.amqp_urls
+        first = random_node(urls)
+        # each attempt on the next node; a second apart once every node failed
         retrying = AsyncRetrying(retry=retry_if_exception_type(BROKER_ERRORS),
                                  stop=stop_after_delay(self._connect_timeout),
-                                 wait=wait_fixed(1.0), reraise=True)
+                                 wait=round_of_nodes(len(urls), wait_fixed(1.0)), reraise=True)
         async for attempt in retrying:
             with attempt:
-                self._connection = await aio_pika.connect_robust(
-                    self.settings.amqp_url, reconnect_interval=self.settings.reconnect_interval,
-                    heartbeat=self.settings.heartbeat, timeout=5,
-                    client_properties={"connection_name": f"mqgate-{type(self).__name__}"})
+                self._connection = await connect_cluster(
+                    urls, first=first + attempt.retry_state.attempt_number - 1,
+                    reconnect_interval=self.settings.reconnect_interval,
+                    heartbeat=self.settings.heartbeat, name=f"mqgate-{type(self).__name__}")
         await self._declare()
         return self
 
@@ -109,19 +144,21 @@ class RabbitBroker:
         channel = await self.open_channel(confirms=False)
         dlx = await channel.declare_exchange(self.topology.dead_letter_exchange,
                                              ExchangeType.FANOUT, durable=True)
-        dead = await channel.declare_queue(self.topology.dead_letter_queue, durable=True)
+        dead = await channel.declare_queue(self.topology.dead_letter_queue, durable=True,
+                                           arguments=dead_letter_arguments(self.settings))
         await dead.bind(dlx)
         await channel.declare_exchange(self.topology.cancel_exchange, ExchangeType.FANOUT,
                                        durable=True)
         await channel.declare_exchange(self.topology.reply_exchange, ExchangeType.DIRECT,
                                        durable=True)
-        self.jobs_queue: AbstractQueue = await channel.declare_queue(
-            self.topology.jobs_queue, durable=True,
-            arguments=jobs_queue_arguments(self.settings))
-        await bind_jobs_queue(channel, self.jobs_queue, self.topology)
+        await channel.declare_exchange(self.topology.jobs_exchange, ExchangeType.DIRECT,
+                                       durable=True)
 
     async def ping(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        """Whether the connection is up now (not closed, not between two nodes)."""
+        connection = self._connection
+        return (connection is not None and not connection.is_closed
+                and connection.connected.is_set())
 
     async def _publish(self, channel: AbstractRobustChannel, routing_key: str, body: bytes,
                        properties: spec.Basic.Properties, *, exchange: str) -> None:
@@ -146,7 +183,8 @@ class RabbitJobQueue(RabbitBroker):
         self.reply_queue_name = self.topology.reply_queue()
         self._job_delivery_mode = job_delivery_mode(settings)
         self._job_headers: HeadersType = {REPLY_EXCHANGE_HEADER: self.topology.reply_exchange}
-        self._probe: AbstractRobustChannel | None = None  # asks the broker about the queue
+        self._probe: AbstractRobustChannel | None = None  # asks the broker about lanes
+        self._lanes: set[str] = set()  # models whose lane this process has declared
 
     async def __aenter__(self) -> RabbitJobQueue:
         await super().__aenter__()
@@ -185,43 +223,56 @@ class RabbitJobQueue(RabbitBroker):
             self.router.deliver(reply)
 
     async def publish_job(self, job: Job) -> None:
+        """Publish ``job`` to its model's lane (declared on first use), with its tier as the
+        message priority. A lane gone since (expired while unused) is declared again."""
         properties = spec.Basic.Properties(
             content_type="application/json", delivery_mode=self._job_delivery_mode,
             correlation_id=job.id, message_id=job.id, reply_to=self.reply_queue_name,
-            expiration=str(max(int(job.remaining() * 1000), 1)), headers=self._job_headers)
+            expiration=str(max(int(job.remaining() * 1000), 1)), headers=self._job_headers,
+            priority=job.tier.rank)
+        body = job.model_dump_json().encode()
         try:
-            await self._publish(self._publish_channel, self.topology.jobs_queue,
-                                job.model_dump_json().encode(), properties,
-                                exchange=self.topology.jobs_exchange)
+            try:
+                await self._publish_to_lane(job.model, body, properties)
+            except PublishError:  # unroutable: the lane expired; declare it again
+                self._lanes.discard(job.model)
+                await self._publish_to_lane(job.model, body, properties)
         except DeliveryError as exc:
-            raise CapacityError("the job queue is full; retry later") from exc
+            raise CapacityError(f"the queue of model '{job.model}' is full; retry later"
+                                ) from exc
         except PublishError as exc:
-            raise BrokerUnavailableError("the job queue is missing on the broker") from exc
+            raise BrokerUnavailableError("the model's queue is missing on the broker") from exc
         except BROKER_ERRORS as exc:
             raise BrokerUnavailableError("the message broker is unavailable") from exc
 
-    async def _jobs_queue_state(self) -> spec.Queue.DeclareOk | None:
-        """The jobs queue's message and consumer counts, fresh from the broker (a passive
-        declare on the raw channel: aio-pika's robust channel answers a repeated passive
-        declare from memory), on a channel of its own; None when the broker cannot say."""
+    async def _publish_to_lane(self, model: str, body: bytes,
+                               properties: spec.Basic.Properties) -> None:
+        if model not in self._lanes:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                await declare_lane(self._publish_channel, self.settings, model)
+            self._lanes.add(model)
+        await self._publish(self._publish_channel, self.topology.lane(model), body, properties,
+                            exchange=self.topology.jobs_exchange)
+
+    async def _lane_state(self, model: str) -> spec.Queue.DeclareOk | None:
         try:
             if self._probe is None:
                 self._probe = await self.open_channel(confirms=False)
-            async with asyncio.timeout(self.settings.publish_timeout):
-                underlay = await self._probe.get_underlay_channel()
-                return await underlay.queue_declare(self.topology.jobs_queue, passive=True)
         except BROKER_ERRORS:
             return None
+        return await lane_state(self._probe, self.settings, model)
 
-    async def depth(self) -> int | None:
-        state = await self._jobs_queue_state()
+    def lanes(self) -> list[str]:
+        return sorted(self._lanes)
+
+    async def depth(self, model: str) -> int | None:
+        state = await self._lane_state(model)
         return None if state is None or state.message_count is None else int(state.message_count)
 
-    async def consumers(self) -> int | None:
-        state = await self._jobs_queue_state()
-        if state is None or state.consumer_count is None:
-            return None
-        return int(state.consumer_count)
+    async def consumers(self, model: str) -> int | None:
+        state = await self._lane_state(model)
+        return None if state is None or state.consumer_count is None else int(
+            state.consumer_count)
 
     async def publish_cancel(self, job_id: str) -> None:
         message = aio_pika.Message(Cancel(job_id=job_id).model_dump_json().encode())

@@ -8,14 +8,22 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq import spec
 from pydantic import ValidationError
 
-from consumers.rabbitmq import BROKER_ERRORS, RabbitBroker, bind_jobs_queue, jobs_queue_arguments
+from consumers.rabbitmq import (
+    BROKER_ERRORS,
+    RabbitBroker,
+    dead_letter_arguments,
+    declare_lane,
+    lane_state,
+)
 from consumers.reply_outbox import ReplyOutbox
 from consumers.transport import CancelHandler, Delivery, DeliveryHandler
 from contracts.errors import DeadlineExceededError, MqgateError, PoisonJobError
@@ -33,14 +41,28 @@ class ReplyRoute(NamedTuple):
     queue: str
 
 
+@dataclass
+class _Lane:
+    """One followed lane: a channel of its own (so its prefetch is its own) and a consumer."""
+
+    channel: AbstractRobustChannel
+    queue: AbstractQueue
+    prefetch: int = 0
+    tag: str | None = None
+
+
 class RabbitJobSource(RabbitBroker):
-    """A dispatcher's side: consumes jobs with prefetch, listens for cancels, sends replies."""
+    """A dispatcher's side: consumes the lanes it follows, listens for cancels, sends
+    replies."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.consumer_id = uuid.uuid4().hex[:12]
         self._settling: set[asyncio.Future[None]] = set()
-        self._consumer_tag: str | None = None
+        self._lanes: dict[str, _Lane] = {}
+        self._on_job: DeliveryHandler | None = None
+        self._probe: AbstractRobustChannel | None = None
+        self._legacy: _Lane | None = None
         self.cancels_heard_since = math.inf
 
     def _hearing_cancels(self, *_args: object) -> None:
@@ -60,8 +82,7 @@ class RabbitJobSource(RabbitBroker):
         await self._outbox.aclose()
         await super().__aexit__(*exc_info)
 
-    async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
-                      prefetch: int) -> None:
+    async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler) -> None:
         cancels = await self.open_channel(confirms=False)
         cancel_queue = await cancels.declare_queue(self.topology.cancel_queue(), exclusive=True,
                                                    auto_delete=True, durable=False)
@@ -77,24 +98,77 @@ class RabbitJobSource(RabbitBroker):
         cancels.reopen_callbacks.add(self._hearing_cancels)
         self.connection.close_callbacks.add(self._deaf_to_cancels)
         self.connection.reconnect_callbacks.add(self._hearing_cancels)
-        self._jobs_channel = await self.open_channel(confirms=False)
-        await self._jobs_channel.set_qos(prefetch_count=prefetch)
-        # declared (not merely looked up) on this channel, so that a robust reconnection
-        # re-declares the queue and restores the consumer
-        queue = await self._jobs_channel.declare_queue(
-            self.topology.jobs_queue, durable=True, arguments=jobs_queue_arguments(self.settings))
-        await bind_jobs_queue(self._jobs_channel, queue, self.topology)
-        self._jobs = queue
-
-        async def received(message: AbstractIncomingMessage) -> None:
-            delivery = self._delivery(message)
-            if delivery is not None:
-                await on_job(delivery)
-
-        self._consumer_tag = await queue.consume(received, no_ack=False)
-        dead = await self._jobs_channel.declare_queue(self.topology.dead_letter_queue,
-                                                      durable=True)
+        self._on_job = on_job
+        await self._consume_legacy_queue()
+        dead_channel = await self.open_channel(confirms=False)
+        dead = await dead_channel.declare_queue(self.topology.dead_letter_queue, durable=True,
+                                                arguments=dead_letter_arguments(self.settings))
         await dead.consume(self._dead_lettered, no_ack=False)
+
+    async def _consume_legacy_queue(self) -> None:
+        """Take the jobs that apis of the release before lanes publish to ``<ns>.jobs``, where
+        that queue exists: dispatchers upgraded first answer them, so a rolling upgrade
+        (dispatchers, then apis) loses nothing. Those jobs are not scheduled by lane."""
+        name = self.topology.jobs_queue
+        probe = await self.connection.channel()
+        try:
+            await probe.declare_queue(name, passive=True)
+        except BROKER_ERRORS:
+            return  # no such queue (the broker closed the probe's channel)
+        with contextlib.suppress(*BROKER_ERRORS):
+            await probe.close()
+        channel = await self.open_channel(confirms=False)
+        await channel.set_qos(prefetch_count=self.settings.concurrency)
+        queue = await channel.declare_queue(name, passive=True)
+
+        self._legacy = _Lane(channel, queue, self.settings.concurrency,
+                             await queue.consume(self._received, no_ack=False))
+        log.info("also taking jobs from %s, where apis of an earlier release put them", name)
+
+    async def follow(self, lanes: Mapping[str, int]) -> None:
+        for model in [m for m in self._lanes if m not in lanes]:
+            await self._detach(self._lanes[model])
+        for model, prefetch in lanes.items():
+            lane = self._lanes.get(model)
+            if lane is None:
+                channel = await self.open_channel(confirms=False)
+                # declared (not merely looked up) on its channel, so that a robust
+                # reconnection re-declares the lane and restores the consumer
+                lane = _Lane(channel, await declare_lane(channel, self.settings, model))
+                self._lanes[model] = lane
+            if lane.tag is None or lane.prefetch != prefetch:
+                await self._attach(model, lane, prefetch)
+
+    async def _attach(self, model: str, lane: _Lane, prefetch: int) -> None:
+        """(Re)consume with ``prefetch``: the broker applies a prefetch to consumers made
+        after it is set, so a change means a new consumer. Jobs already delivered stay."""
+        await self._detach(lane)
+        await lane.channel.set_qos(prefetch_count=prefetch)
+        lane.tag = await lane.queue.consume(self._received, no_ack=False)
+        lane.prefetch = prefetch
+        log.info("following the lane of %s, holding up to %d of its jobs", model, prefetch)
+
+    async def _received(self, message: AbstractIncomingMessage) -> None:
+        delivery = self._delivery(message)
+        if delivery is not None and self._on_job is not None:
+            await self._on_job(delivery)
+
+    @staticmethod
+    async def _detach(lane: _Lane) -> None:
+        if lane.tag is not None:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await lane.queue.cancel(lane.tag)
+            lane.tag = None
+
+    async def lane_consumers(self, model: str) -> int | None:
+        try:
+            if self._probe is None:
+                self._probe = await self.open_channel(confirms=False)
+        except BROKER_ERRORS:
+            return None
+        state = await lane_state(self._probe, self.settings, model)
+        return None if state is None or state.consumer_count is None else int(
+            state.consumer_count)
 
     async def _dead_lettered(self, message: AbstractIncomingMessage) -> None:
         """Answer the client of a job the broker gave up on, so it is not left waiting."""
@@ -158,7 +232,5 @@ class RabbitJobSource(RabbitBroker):
             exchange=route.exchange)
 
     async def stop_consuming(self) -> None:
-        if self._consumer_tag is not None:
-            with contextlib.suppress(*BROKER_ERRORS):
-                await self._jobs.cancel(self._consumer_tag)
-            self._consumer_tag = None
+        for lane in [*self._lanes.values(), *filter(None, [self._legacy])]:
+            await self._detach(lane)

@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from contextlib import AsyncExitStack
 
 from consumers.cancel import CancelMarks
 from consumers.job_consumer import JobRunner
+from consumers.lanes import LaneManager, LaneProgress
 from consumers.rabbitmq_source import RabbitJobSource
 from consumers.transport import JobSource
 from contracts.settings import Settings
 from discovery.cache import Cache, MemoryCache, RedisCache
+from discovery.catalog import ModelCatalog
 from discovery.controller import ControllerClient
+from discovery.upstream_keys import UpstreamKeys
 from dispatcher.capacity import WorkerCapacity
 from dispatcher.capacity_store import MemorySlotStore, RedisSlotStore, SlotStore
 from dispatcher.forwarder import WorkerClient
 from dispatcher.resolver import WorkerResolver
 from dispatcher.service import DispatchService
+from dispatcher.upstream_client import UpstreamClient
+from dispatcher.upstream_jobs import UpstreamJobs
+from dispatcher.upstreams import UpstreamDirectory, slots_with_upstreams
 from runtime.health import Check, create_health_app
 from runtime.redis import redis_client
 from runtime.servers import QuietServer, bind_first_free, quiet_server, serve_in_background
 
 log = logging.getLogger(__name__)
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
 
 async def _stop_server(server: QuietServer, task: asyncio.Task[None]) -> None:
     server.should_exit = True
@@ -41,7 +54,9 @@ async def _serve_health(stack: AsyncExitStack, settings: Settings,
                     settings.metrics_host, first, first + span - 1)
         return
     port = sock.getsockname()[1]
-    server = quiet_server(create_health_app(checks), settings.metrics_host, port,
+    # ready while it can take jobs; Redis and the controller only slow it down when they go
+    app = create_health_app(checks, ready_when=("broker",))
+    server = quiet_server(app, settings.metrics_host, port,
                           log_level=settings.log_level, grace=1.0)
     try:
         task = await serve_in_background(server, sock)
@@ -63,6 +78,16 @@ def _slot_store(stack: AsyncExitStack, settings: Settings, cache: Cache) -> Slot
     return store
 
 
+def _upstreams(stack: AsyncExitStack, settings: Settings, controller: ControllerClient,
+               cache: Cache) -> UpstreamJobs:
+    """What runs the jobs of models that OpenAI-compatible upstreams serve."""
+    client = UpstreamClient(connect_timeout=settings.worker_connect_timeout,
+                            read_timeout=settings.worker_read_timeout)
+    stack.push_async_callback(client.aclose)
+    directory = UpstreamDirectory(controller, cache, settings, UpstreamKeys(settings.config))
+    return UpstreamJobs(directory=directory, client=client, attempts=settings.worker_attempts)
+
+
 async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
                          ready: asyncio.Event | None = None, source: JobSource | None = None,
                          cache: Cache | None = None) -> None:
@@ -70,7 +95,7 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
     Redis; when given, their owner starts and stops them."""
     async with AsyncExitStack() as stack:
         if cache is None:
-            cache = RedisCache(settings.redis_url, timeout=settings.redis_timeout)
+            cache = RedisCache(redis_client(settings, timeout=settings.redis_timeout))
             stack.push_async_callback(cache.aclose)
         controller = ControllerClient(settings.controller_url,
                                       timeout=settings.controller_timeout)
@@ -80,19 +105,28 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         stack.push_async_callback(workers.aclose)
         resolver = WorkerResolver(controller, workers, cache, settings)
         slots = WorkerCapacity(resolver, _slot_store(stack, settings, cache), cache, settings)
+        upstreams = _upstreams(stack, settings, controller, cache)
         service = DispatchService(
             resolver=resolver, workers=workers, capacity=slots,
             attempts=settings.worker_attempts,
             embedding_batch_size=settings.embedding_batch_size,
-            sep_styles=settings.fastchat_sep_styles)
+            sep_styles=settings.fastchat_sep_styles, upstreams=upstreams)
         if source is None:
             source = await stack.enter_async_context(RabbitJobSource(settings))
         marks = CancelMarks(source, cache, settings.topology)
         runner = JobRunner(service, flush_interval=settings.stream_flush_interval,
-                           cancelled_elsewhere=marks.cancelled_unheard)
-        await source.consume(runner.handle, runner.cancel, prefetch=settings.concurrency)
-        log.info("dispatcher consuming %s with concurrency %d", settings.topology.jobs_queue,
-                 settings.concurrency)
+                           cancelled_elsewhere=marks.cancelled_unheard,
+                           took=LaneProgress(cache, settings).took)
+        await source.consume(runner.handle, runner.cancel)
+
+        lanes = LaneManager(source, ModelCatalog(controller, cache, settings),
+                            slots_with_upstreams(upstreams.directory, slots.total_slots),
+                            cache, settings)
+        await lanes.reconcile()
+        following = asyncio.create_task(lanes.run())
+        stack.push_async_callback(_cancel, following)
+        log.info("dispatcher following %d lanes: %s", len(lanes.followed),
+                 ", ".join(f"{m} ({n})" for m, n in sorted(lanes.followed.items())) or "none yet")
         if settings.metrics_port:
             await _serve_health(stack, settings, {
                 "broker": source.ping, "redis": cache.ping, "controller": controller.ping})
@@ -101,5 +135,6 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         await stop.wait()
         log.info("stopping: no new jobs; waiting up to %.0fs for %d in flight",
                  settings.shutdown_grace, runner.in_flight)
+        following.cancel()
         await source.stop_consuming()
         await runner.drain(settings.shutdown_grace)

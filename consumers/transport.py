@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,12 +38,16 @@ class JobQueue(Protocol):
 
     async def publish_cancel(self, job_id: str) -> None: ...
 
-    async def depth(self) -> int | None:
-        """Jobs waiting in the queue, or None when that cannot be known now."""
+    def lanes(self) -> list[str]:
+        """The models whose lanes this api has published to."""
         ...
 
-    async def consumers(self) -> int | None:
-        """Dispatchers consuming the jobs queue now, or None when that cannot be known now.
+    async def depth(self, model: str) -> int | None:
+        """Jobs waiting in ``model``'s lane, or None when that cannot be known now."""
+        ...
+
+    async def consumers(self, model: str) -> int | None:
+        """Dispatchers consuming ``model``'s lane now, or None when that cannot be known now.
         Never raises."""
         ...
 
@@ -51,7 +55,8 @@ class JobQueue(Protocol):
 
 
 class JobSource(Protocol):
-    """A dispatcher's side: jobs and cancels in, replies out.
+    """A dispatcher's side: jobs and cancels in, replies out. Jobs come from the lanes it
+    follows, each with its own prefetch (the most jobs of that model it holds at once).
 
     ``cancels_heard_since`` is the wall-clock time since which every cancel published has
     reached this source (infinity while it is not listening): a job submitted later than that
@@ -60,9 +65,17 @@ class JobSource(Protocol):
 
     cancels_heard_since: float
 
-    async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler,
-                      prefetch: int) -> None:
-        """Start consuming; returns once consumers are attached."""
+    async def consume(self, on_job: DeliveryHandler, on_cancel: CancelHandler) -> None:
+        """Start hearing cancels; jobs go to ``on_job`` from the lanes followed."""
+        ...
+
+    async def follow(self, lanes: Mapping[str, int]) -> None:
+        """Consume exactly these models' lanes, each with its prefetch; returns once the
+        consumers are attached (or detached)."""
+        ...
+
+    async def lane_consumers(self, model: str) -> int | None:
+        """Dispatchers consuming ``model``'s lane now, or None when that cannot be known."""
         ...
 
     async def stop_consuming(self) -> None: ...

@@ -7,7 +7,8 @@ worker::
     MqgateError                          500 server_error (code internal_error)
     ├── RequestError                     400 invalid_request_error
     │   ├── ContextLengthError           400 context_length_exceeded
-    │   └── UnsupportedFeatureError      400 unsupported_feature
+    │   ├── UnsupportedFeatureError      400 unsupported_feature
+    │   └── UnsupportedParameterError    400 unsupported_parameter
     ├── AuthenticationError              401 invalid_api_key
     ├── ModelNotFoundError               404 model_not_found
     ├── NotFoundError                    404 not_found
@@ -18,12 +19,15 @@ worker::
     │   ├── BrokerUnavailableError       503 broker_unavailable
     │   ├── ControllerUnavailableError   503 controller_unavailable
     │   ├── NoDispatcherError            503 no_dispatcher
-    │   └── NoWorkerError                503 no_worker_available
+    │   ├── NoWorkerError                503 no_worker_available
+    │   └── UpstreamConfigError          503 upstream_misconfigured
     ├── DeadlineExceededError            504 deadline_exceeded
     ├── PoisonJobError                   500 job_failed_repeatedly
-    └── WorkerError                      502 worker_error
-        ├── WorkerConnectError           502 worker_unreachable   (retryable)
-        └── WorkerStreamError            502 worker_stream_failed
+    ├── WorkerError                      502 worker_error
+    │   ├── WorkerConnectError           502 worker_unreachable   (retryable)
+    │   └── WorkerStreamError            502 worker_stream_failed
+    └── UpstreamRejectedError            the upstream's own 4xx status, error and code
+                                         (a 429 is retryable on another entry)
 """
 
 from __future__ import annotations
@@ -87,6 +91,13 @@ class UnsupportedFeatureError(RequestError):
     code = "unsupported_feature"
 
 
+class UnsupportedParameterError(RequestError):
+    """A parameter that asks for something the model's workers cannot do (FastChat workers:
+    tools, response formats, chat logprobs, logit bias, image parts, ...)."""
+
+    code = "unsupported_parameter"
+
+
 class AuthenticationError(MqgateError):
     status_code = 401
     error_type = "invalid_request_error"
@@ -147,6 +158,12 @@ class NoWorkerError(UnavailableError):
     code = "no_worker_available"
 
 
+class UpstreamConfigError(UnavailableError):
+    """An upstream entry cannot be called from this dispatcher (its key is not here)."""
+
+    code = "upstream_misconfigured"
+
+
 class DeadlineExceededError(MqgateError):
     status_code = 504
     error_type = "timeout_error"
@@ -174,6 +191,37 @@ class WorkerStreamError(WorkerError):
     code = "worker_stream_failed"
 
 
+class UpstreamRejectedError(MqgateError):
+    """An OpenAI-compatible upstream refused the request with a 4xx: the client sees that
+    status and the upstream's error as it was (a 400 from vLLM stays a 400 with its message).
+    ``rejection`` makes the class of each status."""
+
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 detail: ErrorDetail | None = None) -> None:
+        super().__init__(message, param=param)
+        self._detail = detail
+
+    def detail(self) -> ErrorDetail:
+        if self._detail is not None:
+            return self._detail
+        return super().detail()
+
+
+_REJECTIONS: dict[int, type[UpstreamRejectedError]] = {}
+
+
+def rejection(status: int, detail: ErrorDetail) -> UpstreamRejectedError:
+    """The error for an upstream's ``status`` (4xx) with its ``detail``."""
+    cls = _REJECTIONS.get(status)
+    if cls is None:
+        cls = _REJECTIONS[status] = type(f"Upstream{status}Error", (UpstreamRejectedError,), {
+            "status_code": status, "retryable": status == 429,
+            "__doc__": f"An upstream's {status}."})
+    return cls(detail.message, param=detail.param, detail=detail)
+
+
 _BY_CODE: dict[str, type[MqgateError]] = {}
 
 
@@ -186,7 +234,10 @@ def _register(cls: type[MqgateError]) -> None:
 _register(MqgateError)
 
 
-def error_from_detail(detail: ErrorDetail) -> MqgateError:
-    """Rebuild the typed error that a Reply carried across the broker."""
+def error_from_detail(detail: ErrorDetail, status: int | None = None) -> MqgateError:
+    """Rebuild the typed error that a Reply carried across the broker; ``status`` is set for
+    an upstream's own error, which keeps its status."""
+    if status is not None:
+        return rejection(status, detail)
     cls = _BY_CODE.get(detail.code or "", MqgateError)
     return cls(detail.message, param=detail.param)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contracts.errors import ErrorDetail
 from contracts.fastchat import WorkerSampling
@@ -22,6 +22,25 @@ class JobKind(StrEnum):
     COMPLETION = "completion"
     EMBEDDING = "embedding"
     TOKEN_CHECK = "token_check"  # FastChat's /api/v1/token_check: count, do not generate
+
+
+class Tier(StrEnum):
+    """The service tier a job is served in (OpenAI's ``service_tier``; ``auto`` is
+    ``default``): ``priority`` jobs overtake waiting ``default`` ones of their model, and
+    ``flex`` jobs run only when nothing else of their model waits."""
+
+    FLEX = "flex"
+    DEFAULT = "default"
+    PRIORITY = "priority"
+
+    @property
+    def rank(self) -> int:
+        """The broker priority: higher is taken first."""
+        return _TIER_RANKS[self]
+
+
+_TIER_RANKS = {Tier.FLEX: 0, Tier.DEFAULT: 1, Tier.PRIORITY: 2}
+MAX_TIER_RANK = 2
 
 
 class JobMessage(Envelope):
@@ -41,7 +60,9 @@ class Job(Envelope):
     """One client request, validated and ready for a dispatcher.
 
     ``messages`` is set for chat; ``prompts`` holds a chat's raw string prompt, a completion's
-    prompts, or an embedding request's inputs.
+    prompts, or an embedding request's inputs. ``body`` is the request's JSON as the client
+    sent it (unknown fields kept): what an OpenAI-compatible upstream is sent, and what tells
+    a FastChat worker's dispatcher which parameters it cannot honour.
     """
 
     id: str
@@ -52,6 +73,8 @@ class Job(Envelope):
     params: SamplingParams = Field(default_factory=SamplingParams)
     n: int = 1
     stream: bool = False
+    tier: Tier = Tier.DEFAULT
+    body: dict[str, JsonValue] | None = None
     deadline: float
     submitted: float = Field(default_factory=time.time)
 
@@ -96,6 +119,11 @@ class Reply(Envelope):
     embeddings: list[str] | None = None  # each vector as base64 of little-endian float32
     token_count: TokenCount | None = None
     error: ErrorDetail | None = None
+    status: int | None = None  # the status an upstream answered ``error`` with
+    # an OpenAI-compatible upstream's output, passed through: its stream chunks (each an SSE
+    # event's data), set on every reply of a streamed job, or its whole response
+    chunks: list[str] | None = None
+    body: str | None = None
 
 
 class ReplyBatch(Envelope):

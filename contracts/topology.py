@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from dataclasses import dataclass
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -14,9 +18,16 @@ class Topology:
     def jobs_queue(self) -> str:
         return f"{self.namespace}.jobs"
 
+    def lane(self, model: str) -> str:
+        """The queue of ``model``'s jobs: readable, and unique by a digest of the exact name
+        (queue names are at most 255 bytes; model names are anything)."""
+        digest = hashlib.sha256(model.encode()).hexdigest()[:10]
+        return f"{self.namespace}.lane.{_UNSAFE.sub('_', model)[:80]}.{digest}"
+
     @property
     def jobs_exchange(self) -> str:
-        """Direct exchange that jobs are published to, bound to the jobs queue by its name."""
+        """Direct exchange that jobs are published to, bound to each model's lane by the
+        lane's name."""
         return f"{self.namespace}.jobs"
 
     @property
@@ -47,6 +58,10 @@ class Topology:
 
     def redis_key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
+
+    def taken_key(self, model: str) -> str:
+        """The shared cache's count of jobs dispatchers took from ``model``'s lane."""
+        return self.redis_key("taken", self.lane(model))
 
     def cancel_key(self, job_id: str) -> str:
         """The shared cache's mark of a cancelled job, for dispatchers that take it later."""

@@ -18,6 +18,7 @@ from contracts.fastchat import (
     WorkerAddressResponse,
     WorkerStatus,
 )
+from contracts.upstream import UpstreamsRequest, UpstreamsResponse
 from controller.service import Controller
 
 router = APIRouter()
@@ -78,6 +79,12 @@ async def get_worker_address(body: WorkerAddressRequest,
 async def get_worker_addresses(body: WorkerAddressRequest,
                                controller: ControllerDep) -> WorkerAddressesResponse:
     return await controller.worker_addresses(body)
+
+
+@router.post("/list_upstreams")
+async def list_upstreams(body: UpstreamsRequest, controller: ControllerDep) -> UpstreamsResponse:
+    """mqgate's extension: the OpenAI-compatible upstream entries of a model."""
+    return controller.upstreams(body)
 
 
 @router.post("/worker_get_status")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -20,8 +21,6 @@ from typing import Self, cast
 import httpx
 import redis.asyncio as aioredis
 from pydantic import ValidationError
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from contracts.fastchat import (
     HeartBeatRequest,
@@ -35,8 +34,11 @@ from contracts.fastchat import (
     WorkerStatus,
 )
 from contracts.settings import Settings
+from contracts.upstream import UpstreamsRequest, UpstreamsResponse
+from controller.config import UpstreamConfig
 from controller.registry import HashStore, Registry
 from controller.relay import relay_stream
+from runtime.redis import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +60,16 @@ class Controller:
     """FastChat's controller: registrations, heart beats, model lists and dispatch.
 
     ``store`` replaces Redis (``mqgate serve`` passes an in-memory one); ``transport`` carries
-    the calls to workers (tests pass a mock); ``clock`` tells the time (``time.time``).
+    the calls to workers (tests pass a mock); ``clock`` tells the time (``time.time``);
+    ``upstreams`` are the OpenAI-compatible upstream entries of the config file.
     """
 
     def __init__(self, settings: Settings, store: HashStore | None = None, *,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 upstreams: UpstreamConfig | None = None) -> None:
         self._settings = settings
+        self._upstreams = upstreams
         self._store = store
         self._transport = transport
         self._clock = clock
@@ -92,9 +97,7 @@ class Controller:
             await stack.aclose()
 
     def _redis(self, stack: AsyncExitStack) -> HashStore:
-        redis = aioredis.from_url(self._settings.redis_url, decode_responses=True,
-                                  socket_timeout=1.0, socket_connect_timeout=1.0,
-                                  retry=Retry(NoBackoff(), 1))
+        redis = redis_client(self._settings, timeout=1.0, retries=1)  # URL or Sentinel
         stack.push_async_callback(redis.aclose)
         return cast(HashStore, redis)  # its types cannot tell that decoded answers are str
 
@@ -177,8 +180,29 @@ class Controller:
     # --- models and addresses -----------------------------------------------------------
 
     async def models(self, *, multimodal: bool | None = None) -> ModelsResponse:
-        """Every model a live worker serves, or those of multimodal or language workers."""
-        return ModelsResponse(models=await self._running.registry.models(multimodal=multimodal))
+        """Every model a live worker or an upstream entry serves, or those of multimodal or
+        language workers (upstream entries count as language models)."""
+        models = await self._running.registry.models(multimodal=multimodal)
+        if self._upstreams is not None and not multimodal:
+            models = sorted({*models, *self._upstreams.table.models()})
+        return ModelsResponse(models=models)
+
+    # --- upstreams ----------------------------------------------------------------------
+
+    def upstreams(self, request: UpstreamsRequest) -> UpstreamsResponse:
+        """The config file's upstream entries of the model (no keys: references to them)."""
+        table = self._upstreams.table if self._upstreams is not None else None
+        return UpstreamsResponse(entries=table.of(request.model) if table is not None else [])
+
+    async def reload_upstreams(self) -> None:
+        """Read the config file again, and tell dispatchers which models changed."""
+        if self._upstreams is None:
+            return
+        changed = self._upstreams.reload()
+        if changed:
+            await self._announce(WorkerRegistered(
+                worker_name=f"config:{self._upstreams.path}", registration=uuid.uuid4().hex,
+                model_names=sorted(changed)))
 
     async def worker_address(self, request: WorkerAddressRequest) -> WorkerAddressResponse:
         """One worker of the model by the dispatch method; ``""`` when none serves it."""

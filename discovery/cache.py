@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+
+from runtime.redis import redis_at_url
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ class Cache(Protocol):
     async def set(self, key: str, value: str, ttl: float) -> None: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def incr(self, key: str, ttl: float) -> int | None:
+        """Add one to the counter at ``key`` (kept ``ttl`` seconds after its last change);
+        None when the cache is unreachable."""
+        ...
 
     async def ping(self) -> bool: ...
 
@@ -84,6 +89,11 @@ class MemoryCache:
     async def delete(self, key: str) -> None:
         self._items.pop(key, None)
 
+    async def incr(self, key: str, ttl: float) -> int | None:
+        count = int(await self.get(key) or 0) + 1
+        await self.set(key, str(count), ttl)
+        return count
+
     async def ping(self) -> bool:
         return True
 
@@ -103,16 +113,14 @@ class MemoryCache:
 
 
 class RedisCache:
-    def __init__(self, url: str, *, timeout: float = 0.1, backoff: float = 1.0) -> None:
-        self._redis = aioredis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
+    """``redis`` is a URL, or a client from ``runtime.redis.redis_client`` (Redis behind
+    Sentinel, say), which the cache then owns and closes."""
+
+    def __init__(self, redis: str | aioredis.Redis, *, timeout: float = 0.1,
+                 backoff: float = 1.0) -> None:
+        if isinstance(redis, str):
+            redis = redis_at_url(redis, timeout=timeout)
+        self._redis = redis
         self._backoff = backoff
         self._skip_until = 0.0
         self._listeners: set[asyncio.Task[None]] = set()
@@ -151,6 +159,19 @@ class RedisCache:
             await self._redis.delete(key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("delete", exc)
+
+    async def incr(self, key: str, ttl: float) -> int | None:
+        if not self._available():
+            return None
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.pexpire(key, max(1, int(ttl * 1000)))
+                count, _ = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("incr", exc)
+            return None
+        return int(count)
 
     async def ping(self) -> bool:
         try:

@@ -23,6 +23,10 @@ class ModelCatalog:
     async def models(self) -> list[str]:
         return await self._lookup.get("all", self._controller.list_models)
 
+    async def refresh(self) -> None:
+        """Read the list from the controller at the next call (a model came or went)."""
+        await self._lookup.invalidate("all")
+
     @property
     def stale(self) -> bool:
         """True while the list is served from cache because the controller is unreachable."""

@@ -14,6 +14,7 @@ from contracts.fastchat import (
     WorkerAddressesResponse,
     WorkerAddressResponse,
 )
+from contracts.upstream import UpstreamEntry, UpstreamsResponse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,6 +29,7 @@ class ControllerClient:
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                          transport=transport)
         self._has_bulk_addresses = True
+        self._has_upstreams = True
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -71,6 +73,17 @@ class ControllerClient:
             if single.address:
                 found.setdefault(single.address, "")
         return found
+
+    async def upstreams(self, model: str) -> list[UpstreamEntry]:
+        """The OpenAI-compatible upstream entries of ``model`` (none from FastChat's
+        controller, which has no such route)."""
+        if not self._has_upstreams:
+            return []
+        response = await self._post("/list_upstreams", {"model": model})
+        if response.status_code == 404:
+            self._has_upstreams = False
+            return []
+        return self._parse(response, UpstreamsResponse).entries
 
     async def ping(self) -> bool:
         try:

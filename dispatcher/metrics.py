@@ -8,7 +8,8 @@ JOBS = Counter("mqgate_dispatcher_jobs_total", "Jobs finished, by kind, model an
                ["kind", "model", "outcome"])
 IN_FLIGHT = Gauge("mqgate_dispatcher_jobs_in_flight", "Jobs this dispatcher is running")
 QUEUED_SECONDS = Histogram("mqgate_dispatcher_queued_seconds",
-                           "Time from a job's submission to a dispatcher taking it",
+                           "Time from a job's submission to a dispatcher taking it, by model "
+                           "and service tier", ["model", "tier"],
                            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
                                     10, 30, 60))
 WORKER_ERRORS = Counter("mqgate_dispatcher_worker_errors_total",

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from contracts.errors import ErrorDetail, MqgateError
+from contracts.errors import ErrorDetail, MqgateError, UpstreamRejectedError
 from contracts.jobs import ChoiceUpdate, Reply, ReplyKind, TokenCount
 from contracts.openai.common import LogProbs, Usage
 
@@ -57,6 +57,7 @@ class ReplySink:
         self._interval = interval
         self._seq = 0
         self._pending: dict[int, _Pending] = {}
+        self._passed: list[str] | None = None  # an upstream's chunks, passed through as sent
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()  # one message at a time, in sequence order
         self._failure: BaseException | None = None
@@ -65,11 +66,14 @@ class ReplySink:
     async def _emit(self, kind: ReplyKind, choices: list[ChoiceUpdate], usage: Usage | None = None,
                     embeddings: list[str] | None = None,
                     error: ErrorDetail | None = None,
-                    token_count: TokenCount | None = None) -> None:
+                    token_count: TokenCount | None = None, status: int | None = None,
+                    body: str | None = None) -> None:
+        chunks, self._passed = self._passed, None if self._passed is None else []
         reply = Reply.model_construct(job_id=self._job_id, attempt=self._attempt, seq=self._seq,
                                       kind=kind, choices=choices, usage=usage,
                                       embeddings=embeddings, error=error,
-                                      token_count=token_count)
+                                      token_count=token_count, status=status, chunks=chunks,
+                                      body=body)
         self._seq += 1
         await self._send(reply)
 
@@ -91,6 +95,18 @@ class ReplySink:
             if self._flusher is None:
                 self._flusher = asyncio.create_task(self._flush_loop())
 
+    def pass_chunk(self, chunk: str) -> None:
+        """Queue an upstream's stream chunk (an SSE event's data) for the client as it is;
+        raises if an earlier send failed. Every reply of the job then carries ``chunks``."""
+        if self._failure is not None:
+            raise self._failure
+        if self._passed is None:
+            self._passed = []
+        self._passed.append(chunk)
+        self._wake.set()
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop())
+
     def _take(self) -> list[ChoiceUpdate]:
         choices = [self._pending[i].update(i) for i in sorted(self._pending)]
         self._pending.clear()
@@ -102,7 +118,7 @@ class ReplySink:
                 await self._wake.wait()
                 self._wake.clear()
                 async with self._sending:
-                    if self._pending:
+                    if self._pending or self._passed:
                         await self._emit(ReplyKind.CHUNK, self._take())
                 if self._interval:
                     await asyncio.sleep(self._interval)
@@ -119,19 +135,24 @@ class ReplySink:
             self._flusher = None
 
     async def finish(self, usage: Usage | None, embeddings: list[str] | None = None,
-                     token_count: TokenCount | None = None) -> None:
-        """The final reply, carrying whatever output is still pending."""
+                     token_count: TokenCount | None = None, body: str | None = None) -> None:
+        """The final reply, carrying whatever output is still pending (``body``: an
+        upstream's whole response, passed through)."""
         await self._stop_flusher()
         if self._failure is not None:
             raise self._failure
         await self._emit(ReplyKind.FINAL, self._take(), usage=usage, embeddings=embeddings,
-                         token_count=token_count)
+                         token_count=token_count, body=body)
 
     async def fail(self, error: MqgateError) -> None:
-        """Send the error as this attempt's last reply; output not yet sent is dropped."""
+        """Send the error as this attempt's last reply; output not yet sent is dropped. An
+        upstream's own error keeps its status."""
         await self._stop_flusher()
         self._pending.clear()
-        await self._emit(ReplyKind.ERROR, [], error=error.detail())
+        if self._passed is not None:
+            self._passed.clear()
+        status = error.status_code if isinstance(error, UpstreamRejectedError) else None
+        await self._emit(ReplyKind.ERROR, [], error=error.detail(), status=status)
 
     async def aclose(self) -> None:
         if self._flusher is not None:

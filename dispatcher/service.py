@@ -46,6 +46,8 @@ from dispatcher.metrics import WORKER_ERRORS, WORKER_RETRIES
 from dispatcher.prompt import merge_stops, render_prompt
 from dispatcher.replies import ReplySink
 from dispatcher.resolver import WorkerResolver
+from dispatcher.unsupported import refuse_unsupported
+from dispatcher.upstream_jobs import UpstreamJobs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,11 +97,16 @@ class DispatchService:
     attempts: int = 3
     embedding_batch_size: int = 4
     sep_styles: SepStyleNumbering = "release"  # whose sep_style numbers the workers send
+    upstreams: UpstreamJobs | None = None  # models served by OpenAI-compatible upstreams
 
     async def run(self, job: Job, sink: ReplySink) -> None:
         """Run ``job`` to its final reply; raises MqgateError for the caller to report."""
         try:
             async with asyncio.timeout(job.remaining()):
+                if self.upstreams is not None and await self.upstreams.serves(job.model):
+                    await self.upstreams.run(job, sink)
+                    return
+                refuse_unsupported(job)  # what FastChat workers cannot do is never dropped
                 if job.kind is JobKind.EMBEDDING:
                     await self._embed(job, sink)
                 elif job.kind is JobKind.TOKEN_CHECK:

@@ -5,7 +5,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import aio_pika
@@ -83,12 +83,20 @@ def services() -> None:
     pytest.skip(problem)
 
 
-async def cleanup_namespace(namespace: str) -> None:
+# The models whose lanes tests make. A lane of any other model goes a minute after its last
+# use: the tests' processes and settings run with this MQGATE_LANE_EXPIRES.
+TEST_MODELS = ("m", "fake", "dual", "chatml-model", "tiny", "ghost", "busy", "quiet", "calm",
+               "flooded", "gone", "polled", "missing", "nope", "a", "b")
+TEST_LANE_EXPIRES = 60.0
+
+
+async def cleanup_namespace(namespace: str, models: Iterable[str] = ()) -> None:
     """Delete every broker object and Redis key a test run made under ``namespace``."""
     topology = Settings(namespace=namespace).topology
     connection = await aio_pika.connect(AMQP_URL, timeout=5)
     try:
-        for queue in (topology.jobs_queue, topology.dead_letter_queue):
+        lanes = [topology.lane(model) for model in {*TEST_MODELS, *models}]
+        for queue in (topology.jobs_queue, topology.dead_letter_queue, *lanes):
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(queue)
@@ -117,7 +125,8 @@ async def namespace(services: None) -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(namespace: str) -> Settings:
-    return Settings(namespace=namespace, amqp_url=AMQP_URL, redis_url=REDIS_URL)
+    return Settings(namespace=namespace, amqp_url=AMQP_URL, redis_url=REDIS_URL,
+                    lane_expires=TEST_LANE_EXPIRES)
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "stop_token_ids": None},
 }
 DEFAULT_TOKENS = 8
+HEART_BEAT_INTERVAL = 2.0  # seconds
 EMBEDDING_DIM = 32
 _MARKER = re.compile(r"\[\[([a-z-]+)(?:=([0-9.]+))?\]\]")
 
@@ -219,12 +220,14 @@ def _register(controller: str, address: str, models: list[str], stop: threading.
     body = {"worker_name": address, "check_heart_beat": True,
             "worker_status": {"model_names": models, "speed": 1, "queue_length": 0}}
     while not stop.is_set():
-        with contextlib.suppress(httpx.HTTPError):
+        # a controller that fails (its Redis in a failover, say) is asked again next beat
+        with contextlib.suppress(httpx.HTTPError, ValueError):
             r = httpx.post(controller + "/receive_heart_beat",
                            json={"worker_name": address, "queue_length": 0}, timeout=5)
+            r.raise_for_status()
             if not r.json().get("exist"):
                 httpx.post(controller + "/register_worker", json=body, timeout=5)
-        stop.wait(2.0)
+        stop.wait(HEART_BEAT_INTERVAL)
 
 
 def main() -> None:

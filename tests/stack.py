@@ -97,6 +97,7 @@ class Stack:
             "MQGATE_NAMESPACE": self.namespace,
             "MQGATE_CONTROLLER_URL": self.controller_url,
             "MQGATE_CACHE_TTL": "2",
+            "MQGATE_LANE_EXPIRES": "60",
             "MQGATE_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         })
@@ -215,11 +216,10 @@ class Stack:
         urls = self.env.get("MQGATE_AMQP_URL") or str(Settings.model_fields["amqp_url"].default)
         return urls.split(",")[0].strip()
 
-    def queued_jobs(self) -> int:
-        """Jobs waiting in this stack's jobs queue, as the broker says now (asked on a
-        connection of its own: a robust channel answers a repeated passive declare from
-        memory)."""
-        queue = Settings(namespace=self.namespace).topology.jobs_queue
+    def queued_jobs(self, model: str = "fake") -> int:
+        """Jobs waiting in ``model``'s lane, as the broker says now (asked on a connection
+        of its own: a robust channel answers a repeated passive declare from memory)."""
+        queue = Settings(namespace=self.namespace).topology.lane(model)
 
         async def ask() -> int:
             connection = await aio_pika.connect(self.amqp_url, timeout=5)
@@ -227,15 +227,17 @@ class Stack:
                 channel = await connection.channel()
                 declared = await channel.declare_queue(queue, passive=True)
                 return int(declared.declaration_result.message_count or 0)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                return 0  # no job has made the lane yet
             finally:
                 await connection.close()
 
         return asyncio.run(ask())
 
-    def wait_queued(self, jobs: int, timeout: float = 20.0) -> None:
-        """Until ``jobs`` jobs (or more) wait in this stack's jobs queue."""
-        wait_until(lambda: self.queued_jobs() >= jobs, timeout=timeout,
-                   what=f"{jobs} jobs to wait in {self.namespace}'s jobs queue",
+    def wait_queued(self, jobs: int, model: str = "fake", timeout: float = 20.0) -> None:
+        """Until ``jobs`` jobs (or more) wait in ``model``'s lane."""
+        wait_until(lambda: self.queued_jobs(model) >= jobs, timeout=timeout,
+                   what=f"{jobs} jobs to wait in the lane of {model}",
                    details=self.logs)
 
     def logs(self) -> str:

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from api.endpoints import BodyRoute
 from api.gateway import Gateway
-from api.jobs import embedding_job, parse_body
+from api.jobs import embedding_job, parse_sent
 from api.render import embedding_body
 from api.respond import respond
 from contracts.errors import RequestError
@@ -18,11 +18,11 @@ from contracts.openai.embeddings import EmbeddingList, EmbeddingRequest
 
 async def create_embeddings(request: Request, gateway: Gateway) -> Response:
     """The model comes from the body, or else from the path (FastChat's engines route)."""
-    body = await parse_body(request, EmbeddingRequest)
+    body, sent = await parse_sent(request, EmbeddingRequest)
     model = body.model or request.path_params.get("model_name")
     if not model:
         raise RequestError("you must provide a model parameter", param="model")
-    job = embedding_job(body, model, timeout=gateway.settings.request_timeout)
+    job = embedding_job(body, model, timeout=gateway.settings.request_timeout, sent=sent)
     await gateway.check_model(model)
     return await respond(request, gateway, job,
                          partial(embedding_body, job, encoding=body.encoding_format))

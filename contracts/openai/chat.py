@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from contracts.openai.common import (
     ChoiceCount,
@@ -22,38 +27,41 @@ from contracts.openai.common import (
     WireModel,
 )
 
-Role = Literal["system", "developer", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class ContentPart(OpenAIRequest):
-    type: str
+    """A part of a message's content. FastChat workers read text parts; image, audio and file
+    parts go to OpenAI-compatible upstreams as sent (FastChat workers' dispatchers refuse
+    them)."""
+
+    type: Annotated[str, Field(min_length=1)]
     text: str | None = None
 
-    @field_validator("type")
-    @classmethod
-    def _text_only(cls, value: str) -> str:
-        if value != "text":
-            raise ValueError(f"content parts of type {value!r} are not supported; use 'text'")
-        return value
-
-    @field_validator("text")
-    @classmethod
-    def _text_present(cls, value: str | None) -> str | None:
-        if value is None:
+    @model_validator(mode="after")
+    def _text_present(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
             raise ValueError("a text content part needs 'text'")
-        return value
+        return self
 
 
 class ChatMessage(OpenAIRequest):
     role: Role
-    content: str | Annotated[list[ContentPart], Field(min_length=1)]
+    # null only for an assistant's message that carries tool calls instead
+    content: str | Annotated[list[ContentPart], Field(min_length=1)] | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _content_present(self) -> ChatMessage:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a message of role {self.role!r} needs 'content'")
+        return self
 
     def text(self) -> str:
         """The message as one string; text parts are joined by newlines, as FastChat does."""
-        if isinstance(self.content, str):
-            return self.content
-        return "\n".join(part.text or "" for part in self.content)
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        return "\n".join(part.text or "" for part in self.content if part.type == "text")
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -94,6 +102,7 @@ class ChatCompletion(WireModel):
     model: str
     choices: list[ChatCompletionChoice]
     usage: Usage
+    service_tier: str | None = None
 
 
 class ChoiceDelta(WireModel):
@@ -120,3 +129,4 @@ class ChatCompletionChunk(UsageOptional):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
+    service_tier: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,6 +21,7 @@ PositiveTokens = Annotated[int, Field(ge=1, le=1_048_576)]
 ChoiceCount = Annotated[int, Field(ge=1, le=128)]
 Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 StopList = Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=16)]
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1_048_576)]
 
 
 class OpenAIRequest(BaseModel):
@@ -29,10 +30,15 @@ class OpenAIRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+ServiceTier = Literal["auto", "default", "flex", "priority"]
+
+
 class SamplingRequest(OpenAIRequest):
-    """What chat and completion requests share: FastChat's ``top_k`` extension."""
+    """What chat and completion requests share: FastChat's ``top_k`` extension, and OpenAI's
+    ``service_tier`` (``auto`` is served as ``default``)."""
 
     top_k: int | None = None
+    service_tier: ServiceTier | None = None
 
     @field_validator("top_k")
     @classmethod

@@ -16,6 +16,7 @@ from contracts.openai.common import (
     StopList,
     StreamOptions,
     Temperature,
+    TokenIds,
     TopP,
     Usage,
     UsageOptional,
@@ -25,7 +26,9 @@ from contracts.openai.common import (
 
 class CompletionRequest(SamplingRequest):
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    # text, or token ids (which OpenAI-compatible upstreams take, FastChat workers do not)
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=2048)] | TokenIds | Annotated[
+        list[TokenIds], Field(min_length=1, max_length=2048)]
     max_tokens: PositiveTokens | None = 16
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -45,7 +48,10 @@ class CompletionRequest(SamplingRequest):
     user: str | None = None
 
     def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+        """The text prompts; none when the prompt is token ids."""
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        return [p for p in self.prompt if isinstance(p, str)]
 
 
 class CompletionChoice(WireModel):
@@ -64,3 +70,4 @@ class Completion(UsageOptional):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
+    service_tier: str | None = None

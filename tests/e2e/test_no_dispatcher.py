@@ -55,7 +55,7 @@ def streamed_text(response: httpx.Response) -> str:
                          indirect=True)
 def test_with_no_dispatcher_a_request_gets_a_503_that_says_so(undispatched: Stack) -> None:
     stack = undispatched
-    queue = Settings(namespace=stack.namespace).topology.jobs_queue
+    queue = Settings(namespace=stack.namespace).topology.lane("fake")
     for response in (chat(stack, "nobody takes me"), chat(stack, "nor me", stream=True)):
         assert response.status_code == 503, response.text  # a stream's, before it starts
         assert response.headers["retry-after"]
@@ -71,7 +71,7 @@ def test_with_no_dispatcher_a_request_gets_a_503_that_says_so(undispatched: Stac
 
     # one job at a time, oldest first: the jobs given up come before the warm-up request
     dispatcher = stack.start_dispatcher("--concurrency", "1")
-    wait_log(dispatcher, "consuming")
+    wait_log(dispatcher, "following the lane of fake")
     stack.wait_serving("fake")
     prompts = stack.workers["w"].stats()["prompts"]
     assert prompts and not any("nobody takes me" in p or "nor me" in p for p in prompts)

@@ -68,7 +68,9 @@ def test_metrics_count_real_traffic(stack: Stack, client: openai.OpenAI) -> None
         queued_before == 4
     assert dispatchers_total(stack, "mqgate_cache_lookups_total", kind="workers",
                              result="hit") > 0
-    assert "mqgate_queue_depth" in {name for name, _ in api_after}
+    # the depth of each lane this api published to, as the broker last said (every 5 s)
+    wait_until(lambda: ("mqgate_queue_depth", frozenset({("model", "chatml-model")}))
+               in scrape(stack.base_url), timeout=20, what="the chat lane's depth in /metrics")
     assert total(api_after, "mqgate_api_requests_in_flight") >= 0
 
 
@@ -90,8 +92,9 @@ def test_health_and_readiness_answer_without_a_key(stack: Stack) -> None:
         ready = httpx.get(url + "/readyz", timeout=10)
         assert ready.status_code == 200, (url, ready.text)
         assert ready.json()["status"] == "ready"
-    assert set(httpx.get(stack.base_url + "/readyz").json()["checks"]) == {
-        "broker", "redis", "controller", "dispatchers"}
+    readiness = httpx.get(stack.base_url + "/readyz").json()
+    assert set(readiness["checks"]) == {"broker", "dispatchers", "models", "redis", "controller"}
+    assert set(readiness["ready_when"]) == {"broker", "dispatchers", "models"}
 
 
 def test_logs_are_json_with_job_ids_and_never_prompts_or_keys(stack: Stack,

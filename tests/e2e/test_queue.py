@@ -68,7 +68,7 @@ def test_full_queue_is_429_and_expired_jobs_never_reach_a_worker(own_stack: Stac
             assert response.status_code == 504
             assert response.json()["error"]["code"] == "deadline_exceeded"
     dispatcher = stack.start_dispatcher()
-    wait_log(dispatcher, "consuming")
+    wait_log(dispatcher, "following the lane of fake")
     served = chat(stack, "after the queue drained")
     assert served.status_code == 200
     assert served.json()["choices"][0]["message"]["content"] == expected_text(
@@ -79,13 +79,13 @@ def test_full_queue_is_429_and_expired_jobs_never_reach_a_worker(own_stack: Stac
 def test_killed_dispatcher_non_stream_job_is_answered_once(own_stack: Stack) -> None:
     stack = own_stack
     first = stack.start_dispatcher()
-    wait_log(first, "consuming")
+    wait_log(first, "following the lane of fake")
     content = "survive the crash [[delay=0.2]] [[tokens=12]]"
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(chat, stack, content)
         stack.workers["w"].wait_generating()
         second = stack.start_dispatcher()
-        wait_log(second, "consuming")
+        wait_log(second, "following the lane of fake")
         first.kill()
         response = pending.result()
     assert response.status_code == 200, response.text
@@ -98,7 +98,7 @@ def test_killed_dispatcher_non_stream_job_is_answered_once(own_stack: Stack) -> 
 def test_killed_dispatcher_mid_stream_ends_the_stream_with_an_error(own_stack: Stack) -> None:
     stack = own_stack
     first = stack.start_dispatcher()
-    wait_log(first, "consuming")
+    wait_log(first, "following the lane of fake")
     content = "stream through a crash [[delay=0.2]] [[tokens=30]]"
     body = {"model": "fake", "stream": True,
             "messages": [{"role": "user", "content": content}]}
@@ -107,7 +107,7 @@ def test_killed_dispatcher_mid_stream_ends_the_stream_with_an_error(own_stack: S
         lines = (line for line in response.iter_lines() if line)
         events = [next(lines) for _ in range(3)]
         second = stack.start_dispatcher()  # takes the job when the first one dies
-        wait_log(second, "consuming")
+        wait_log(second, "following the lane of fake")
         first.kill()
         killed_at = time.monotonic()
         events += list(lines)
@@ -125,7 +125,7 @@ def test_killed_dispatcher_mid_stream_ends_the_stream_with_an_error(own_stack: S
 def test_sigterm_lets_the_dispatcher_finish_its_jobs(own_stack: Stack) -> None:
     stack = own_stack
     dispatcher = stack.start_dispatcher()
-    wait_log(dispatcher, "consuming")
+    wait_log(dispatcher, "following the lane of fake")
     content = "finish me [[delay=0.2]] [[tokens=10]]"
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(chat, stack, content)
@@ -143,13 +143,13 @@ def test_sigterm_lets_the_dispatcher_finish_its_jobs(own_stack: Stack) -> None:
 def test_sigterm_requeues_what_does_not_finish_in_the_grace_period(own_stack: Stack) -> None:
     stack = own_stack
     first = stack.start_dispatcher()
-    wait_log(first, "consuming")
+    wait_log(first, "following the lane of fake")
     content = "too slow to finish [[delay=0.2]] [[tokens=15]]"
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(chat, stack, content)
         stack.workers["w"].wait_generating()
         second = stack.start_dispatcher()
-        wait_log(second, "consuming")
+        wait_log(second, "following the lane of fake")
         first.kill(signal.SIGTERM)
         response = pending.result()
     assert response.status_code == 200

@@ -31,6 +31,30 @@ class PrivateRabbit:
                         "-n", self.name, *args], env=self.env, check=True, timeout=timeout,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def ctl_output(self, *args: str, timeout: float = 60) -> str:
+        """What ``rabbitmqctl`` prints."""
+        return subprocess.run(["runuser", "-u", "rabbitmq", "--",
+                               "/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.name, *args],
+                              env=self.env, check=True, timeout=timeout, capture_output=True,
+                              text=True).stdout
+
+    def wait_started(self) -> None:
+        def started() -> bool:
+            try:
+                self.ctl("await_startup", "--timeout", "5", timeout=20)
+            except subprocess.SubprocessError:
+                if self.proc.poll() is not None:
+                    raise
+                return False
+            return True
+
+        try:
+            wait_until(started, timeout=90, interval=1,
+                       what=f"the RabbitMQ node {self.name} to start")
+        except (AssertionError, subprocess.SubprocessError):
+            self.shutdown()
+            raise RuntimeError("the private RabbitMQ node did not start") from None
+
     def stop_app(self) -> None:
         self.ctl("stop_app")
 
@@ -49,7 +73,15 @@ class PrivateRabbit:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_private_rabbit() -> PrivateRabbit:
+def start_private_rabbit(*, erl_args: str = "") -> PrivateRabbit:
+    """A node of its own, started; ``erl_args`` go to its Erlang VM."""
+    rabbit = spawn_private_rabbit(erl_args=erl_args)
+    rabbit.wait_started()
+    return rabbit
+
+
+def spawn_private_rabbit(*, erl_args: str = "") -> PrivateRabbit:
+    """A node of its own, starting (``wait_started`` waits for it)."""
     root = Path(tempfile.mkdtemp(prefix="mqgate-rabbit-"))
     port, dist = free_port(), free_port()
     name = f"mqfault{uuid.uuid4().hex[:6]}@localhost"
@@ -65,25 +97,10 @@ def start_private_rabbit() -> PrivateRabbit:
            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
            "RABBITMQ_PID_FILE": str(root / "pid"),
            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq.conf"),
-           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+               f"-kernel inet_dist_use_interface {{127,0,0,1}} {erl_args}".strip()}
     proc = subprocess.Popen(["runuser", "-u", "rabbitmq", "--",
                              "/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    rabbit = PrivateRabbit(name, port, root, env, proc)
-
-    def started() -> bool:
-        try:
-            rabbit.ctl("await_startup", "--timeout", "5", timeout=20)
-        except subprocess.SubprocessError:
-            if proc.poll() is not None:
-                raise
-            return False
-        return True
-
-    try:
-        wait_until(started, timeout=90, interval=1, what=f"the RabbitMQ node {name} to start")
-    except (AssertionError, subprocess.SubprocessError):
-        rabbit.shutdown()
-        raise RuntimeError("the private RabbitMQ node did not start") from None
-    return rabbit
+    return PrivateRabbit(name, port, root, env, proc)

@@ -38,7 +38,7 @@ def test_job_cancelled_while_queued_is_never_forwarded(make_stack: Callable[...,
     wait_until(lambda: cancel_marked(stack), timeout=10,
                what="the api to mark the abandoned job cancelled", details=stack.logs)
     dispatcher = stack.start_dispatcher()
-    wait_log(dispatcher, "consuming")
+    wait_log(dispatcher, "following the lane of fake")
     stack.wait_serving("fake")
     assert not any("never run me" in p for p in worker.stats()["prompts"])
 
@@ -73,7 +73,7 @@ def test_poison_job_is_dead_lettered_and_answered_once(make_stack: Callable[...,
     assert response.json()["error"]["code"] == "job_failed_repeatedly"
     assert response.headers.get("x-should-retry") == "false"
     survivor = stack.start_dispatcher()
-    wait_log(survivor, "consuming")
+    wait_log(survivor, "following the lane of fake")
     healthy = httpx.post(stack.base_url + "/v1/chat/completions", timeout=30, json={
         "model": "fake", "messages": [{"role": "user", "content": "other traffic"}]})
     assert healthy.status_code == 200

@@ -85,13 +85,13 @@ def test_sustained_mixed_load_loses_and_repeats_nothing(
 
 
 async def queue_depths(namespace: str) -> tuple[int, int]:
-    """Messages left in the jobs queue and in the dead-letter queue."""
+    """Messages left in the model's lane and in the dead-letter queue."""
     topology = Settings(namespace=namespace).topology
     connection = await aio_pika.connect(AMQP_URL)
     try:
         channel = await connection.channel()
         counts = []
-        for name in (topology.jobs_queue, topology.dead_letter_queue):
+        for name in (topology.lane("fake"), topology.dead_letter_queue):
             queue = await channel.declare_queue(name, passive=True)
             counts.append(int(queue.declaration_result.message_count or 0))
         return counts[0], counts[1]

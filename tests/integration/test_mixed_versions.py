@@ -1,6 +1,7 @@
-"""During a rolling upgrade, apis and dispatchers of the release before the jobs and reply
-exchanges still talk to these: that release published jobs and replies to the default
-exchange, and its api did not bind its reply queue to ``<namespace>.replies``."""
+"""During a rolling upgrade (dispatchers first, then apis), an api of the release before lanes
+and the reply exchange still gets its jobs answered: that release published jobs to the
+``<namespace>.jobs`` queue through the default exchange, and its api did not bind its reply
+queue to ``<namespace>.replies``."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from consumers.rabbitmq import RabbitJobQueue, jobs_queue_arguments
 from consumers.rabbitmq_source import RabbitJobSource
-from consumers.reply_router import ReplyRouter
 from consumers.transport import Delivery
 from contracts.jobs import Job, JobKind, Reply, ReplyBatch, ReplyKind
 from contracts.settings import Settings
@@ -51,8 +50,13 @@ async def test_an_earlier_api_gets_its_job_answered_by_this_dispatcher(
     async def on_job(delivery: Delivery) -> None:
         await deliveries.put(delivery)
 
+    # the earlier release's api made the one jobs queue
+    await channel.declare_queue(settings.topology.jobs_queue, durable=True, arguments={
+        "x-max-length": settings.queue_max_length, "x-overflow": "reject-publish",
+        "x-dead-letter-exchange": settings.topology.dead_letter_exchange,
+        "x-queue-type": "classic"})
     async with RabbitJobSource(settings) as source:
-        await source.consume(on_job, lambda _id: None, prefetch=1)
+        await source.consume(on_job, lambda _id: None)
         replies = await channel.declare_queue(settings.topology.reply_queue(), exclusive=True)
         answers = await consumed(replies)
         await channel.default_exchange.publish(
@@ -67,19 +71,3 @@ async def test_an_earlier_api_gets_its_job_answered_by_this_dispatcher(
     assert message.type == REPLY_BATCH_TYPE
     assert [r.job_id for r in ReplyBatch.model_validate_json(message.body).replies] == [
         "old-api"]
-
-
-async def test_an_earlier_dispatcher_answers_a_job_of_this_api(
-        settings: Settings, channel: AbstractChannel) -> None:
-    async with RabbitJobQueue(settings, ReplyRouter()) as queue:
-        jobs = await channel.declare_queue(settings.topology.jobs_queue, durable=True,
-                                           arguments=jobs_queue_arguments(settings))
-        taken = await consumed(jobs)
-        sub = queue.router.subscribe("new-api")
-        await queue.publish_job(job("new-api"))
-        message = await asyncio.wait_for(taken.get(), 10)
-        assert message.reply_to == queue.reply_queue_name
-        reply = Reply(job_id="new-api", attempt="old", seq=0, kind=ReplyKind.FINAL)
-        await channel.default_exchange.publish(
-            aio_pika.Message(reply.model_dump_json().encode()), routing_key=message.reply_to)
-        assert (await sub.get(5)).job_id == "new-api"

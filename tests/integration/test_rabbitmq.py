@@ -37,7 +37,8 @@ async def connected(settings: Settings, prefetch: int) -> AsyncIterator[
 
     async with RabbitJobQueue(settings, ReplyRouter()) as queue, \
             RabbitJobSource(settings) as source:
-        await source.consume(on_job, lambda _id: None, prefetch=prefetch)
+        await source.consume(on_job, lambda _id: None)
+        await source.follow({"m": prefetch})
         yield queue, deliveries
 
 
@@ -75,11 +76,13 @@ async def test_unacked_job_is_redelivered_when_its_consumer_goes(settings: Setti
 
     async with RabbitJobQueue(settings, ReplyRouter()) as queue:
         async with RabbitJobSource(settings) as first:
-            await first.consume(on_job, lambda _id: None, prefetch=1)
+            await first.consume(on_job, lambda _id: None)
+            await first.follow({"m": 1})
             await queue.publish_job(job("again"))
             await asyncio.wait_for(got.get(), 10)  # taken, never acked
         async with RabbitJobSource(settings) as second:
-            await second.consume(on_job, lambda _id: None, prefetch=1)
+            await second.consume(on_job, lambda _id: None)
+            await second.follow({"m": 1})
             redelivered = await asyncio.wait_for(got.get(), 10)
             assert redelivered.job.id == "again"
             assert redelivered.redelivered
@@ -94,8 +97,10 @@ async def test_cancel_reaches_every_dispatcher(settings: Settings) -> None:
 
     async with (RabbitJobQueue(settings, ReplyRouter()) as queue,
                 RabbitJobSource(settings) as a, RabbitJobSource(settings) as b):
-        await a.consume(ignore, seen[0].append, prefetch=1)
-        await b.consume(ignore, seen[1].append, prefetch=1)
+        await a.consume(ignore, seen[0].append)
+        await a.follow({"m": 1})
+        await b.consume(ignore, seen[1].append)
+        await b.follow({"m": 1})
         await queue.publish_cancel("job-x")
         await eventually(lambda: all(seen), timeout=10,
                          what="the cancel to reach both dispatchers")
@@ -123,12 +128,13 @@ async def test_expired_job_is_never_delivered_and_its_client_gets_504(
         await queue.publish_job(job("short", deadline=0.2))
 
         async def expired() -> bool:
-            return await queue.depth() == 0
+            return await queue.depth("m") == 0
 
         # the job's deadline passes while it waits, before any dispatcher consumes
         await eventually(expired, timeout=10, what="the broker to drop the expired job")
         async with RabbitJobSource(settings) as source:
-            await source.consume(on_job, lambda _id: None, prefetch=1)
+            await source.consume(on_job, lambda _id: None)
+            await source.follow({"m": 1})
             reply = await sub.get(10)
     assert got == []
     assert reply.kind is ReplyKind.ERROR
@@ -155,6 +161,7 @@ async def test_cancels_are_heard_from_when_the_source_consumes(settings: Setting
     async with RabbitJobSource(settings) as source:
         assert source.cancels_heard_since == float("inf")
         before = time.time()
-        await source.consume(lambda _d: asyncio.sleep(0), lambda _id: None, prefetch=1)
+        await source.consume(lambda _d: asyncio.sleep(0), lambda _id: None)
+        await source.follow({"m": 1})
         assert before <= source.cancels_heard_since <= time.time()
     assert source.cancels_heard_since == float("inf")  # its connection is gone

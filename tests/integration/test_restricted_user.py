@@ -67,7 +67,8 @@ async def test_a_job_its_replies_and_a_cancel_go_through(
 
     async with RabbitJobQueue(restricted, ReplyRouter()) as queue, \
             RabbitJobSource(restricted) as source:
-        await source.consume(on_job, on_cancel, prefetch=4)
+        await source.consume(on_job, on_cancel)
+        await source.follow({"m": 4})
         sub = queue.router.subscribe("r1")
         await queue.publish_job(job("r1"))
         delivery = await asyncio.wait_for(deliveries.get(), 10)
@@ -77,7 +78,7 @@ async def test_a_job_its_replies_and_a_cancel_go_through(
         await delivery.ack()
         assert [(await sub.get(5)).kind for _ in range(2)] == [ReplyKind.CHUNK,
                                                                 ReplyKind.FINAL]
-        assert await queue.depth() == 0
+        assert await queue.depth("m") == 0
         await queue.publish_cancel("r1")
         await asyncio.wait_for(heard.wait(), 10)
     assert cancelled == ["r1"]
@@ -92,7 +93,8 @@ async def test_a_job_that_expires_queued_is_answered_through_the_dead_letter_que
         sub = queue.router.subscribe("gone")
         await queue.publish_job(job("gone", deadline=0.001))  # expired before anyone consumes
         async with RabbitJobSource(restricted) as source:
-            await source.consume(on_job, lambda _id: None, prefetch=1)
+            await source.consume(on_job, lambda _id: None)
+            await source.follow({"m": 1})
             reply = await sub.get(10)
     assert deliveries.empty()
     assert reply.kind is ReplyKind.ERROR
