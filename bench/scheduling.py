@@ -111,15 +111,15 @@ class _Tier:
 async def _stream(client: httpx.AsyncClient, url: str, tier: str, i: int) -> float:
     began = time.monotonic()
     body = _chat(PRIORITY_MODEL, f"{tier} {i}", stream=True, service_tier=tier)
+    ttft: float | None = None
     async with client.stream("POST", url, json=body) as response:
         response.raise_for_status()
-        async for line in response.aiter_lines():
-            if line.startswith("data: ") and '"content":"tok' in line:
+        async for line in response.aiter_lines():  # read to the end
+            if ttft is None and line.startswith("data: ") and '"content":"tok' in line:
                 ttft = time.monotonic() - began
-                async for _rest in response.aiter_lines():
-                    pass
-                return ttft
-    raise RuntimeError("a stream ended without a token")
+    if ttft is None:
+        raise RuntimeError("a stream ended without a token")
+    return ttft
 
 
 async def _priority(base: str, seconds: float) -> dict[str, Any]:
