@@ -25,7 +25,7 @@ def test_an_environment_key_is_read_here() -> None:
     keys = UpstreamKeys("", environ={"VLLM_KEY": "sk-env"})
     assert keys.key(entry(KeyRef(env="VLLM_KEY"))) == "sk-env"
     assert keys.key(entry(None)) is None
-    with pytest.raises(UpstreamConfigError, match="os.environ/OTHER"):
+    with pytest.raises(UpstreamConfigError, match=r"os\.environ/OTHER"):
         keys.key(entry(KeyRef(env="OTHER")))
 
 

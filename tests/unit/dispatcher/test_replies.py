@@ -85,3 +85,15 @@ async def test_error_reply_carries_the_error() -> None:
     assert broker.sent[0].kind is ReplyKind.ERROR
     assert broker.sent[0].error is not None
     assert broker.sent[0].error.code == "no_worker_available"
+
+
+async def test_upstream_chunks_travel_in_order_and_every_reply_carries_them() -> None:
+    broker = SlowBroker()
+    sink = ReplySink(job_id="j", attempt="a", stream=True, send=broker.send)
+    for i in range(20):
+        sink.pass_chunk(f'{{"n":{i}}}')
+    await sink.finish(Usage(prompt_tokens=1))
+    passed = [c for r in broker.sent for c in r.chunks or []]
+    assert passed == [f'{{"n":{i}}}' for i in range(20)]
+    assert all(r.chunks is not None for r in broker.sent)
+    assert broker.sent[-1].kind is ReplyKind.FINAL

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from contracts.errors import ErrorDetail, WorkerConnectError, WorkerStreamError
 from contracts.upstream import UpstreamEntry
-from dispatcher.upstream_client import UpstreamClient, error_detail
+from dispatcher.upstream_client import UpstreamClient, UpstreamStream, error_detail
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -59,6 +59,11 @@ async def sse_server() -> AsyncIterator[str]:
     await server.close()
 
 
+async def drain(stream: UpstreamStream) -> None:
+    async for _ in stream.events():
+        pass
+
+
 async def test_events_are_read_whatever_the_line_ends(sse_server: str) -> None:
     client = UpstreamClient(connect_timeout=1, read_timeout=5)
     entry = UpstreamEntry(id="e", model_name="m", api_base=sse_server, model="m")
@@ -70,9 +75,8 @@ async def test_events_are_read_whatever_the_line_ends(sse_server: str) -> None:
         with pytest.raises(WorkerConnectError, match="answered 503: no"):
             async with client.stream(entry, None, "/refused", {}):
                 pass
-        with pytest.raises(WorkerStreamError):
-            async with client.stream(entry, None, "/events?cut=1", {}) as stream:
-                async for _ in stream.events():
-                    pass
+        async with client.stream(entry, None, "/events?cut=1", {}) as stream:
+            with pytest.raises(WorkerStreamError):
+                await drain(stream)
     finally:
         await client.aclose()
