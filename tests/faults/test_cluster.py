@@ -12,6 +12,7 @@ from typing import cast
 
 import pytest
 
+from contracts.settings import Settings
 from tests.faults.cluster import RabbitCluster, rabbit_cluster
 from tests.faults.openload import OpenLoad, Outcome
 from tests.faults.rabbit import PrivateRabbit
@@ -118,11 +119,15 @@ def test_cluster_node_losses_under_load(cluster: RabbitCluster,
         f"({len(errored) - len(stray)} in flight when a node went)")
     for stop in stops:
         assert stop.first_success is not None
+        failed = [o.started - stop.asked for o in outcomes
+                  if o.end != "ok" and stop.asked - 1 <= o.started <= stop.back]
         figures.append(f"rabbitmq cluster: stopped the {stop.what} ({stop.node.name}): the "
                        f"first request sent after the stop began succeeded "
                        f"{stop.first_success - stop.asked:.2f}s after it began (stop_app took "
-                       f"{stop.down - stop.asked:.1f}s); the node was back "
-                       f"{stop.back - stop.down:.0f}s later")
+                       f"{stop.down - stop.asked:.1f}s); {len(failed)} requests sent from 1 s "
+                       f"before it until the node was back failed"
+                       f"{f', sent {min(failed):+.2f}s to {max(failed):+.2f}s' if failed else ''}"
+                       f"; the node was back {stop.back - stop.down:.0f}s later")
     assert len(outcomes) / elapsed >= 50
     assert elapsed >= 60
     assert unanswered == []
@@ -130,6 +135,9 @@ def test_cluster_node_losses_under_load(cluster: RabbitCluster,
     assert all(o.end in ("ok", "http_error", "error_event") for o in outcomes)
     assert {o.status for o in outcomes if o.end == "http_error"} <= {503}
     assert load.successes_after(stops[-1].back) > 0
-    consumers = {row["name"]: row["consumers"]
-                 for row in cluster.query("list_queues", "name", "consumers")}
-    assert consumers[queue] == 2  # both dispatchers consume again, wherever they are now
+    queues = {row["name"]: row for row in cluster.query("list_queues", "name", "type",
+                                                          "consumers")}
+    assert queues[queue]["consumers"] == 2  # both dispatchers consume again, wherever they are
+    # replicated too: a classic one would be missing while its node is down
+    assert queues[Settings(namespace=stack.namespace).topology.dead_letter_queue]["type"] == (
+        "quorum")
