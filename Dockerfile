@@ -6,6 +6,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md mqgate_cli.py mqgate_serve.py ./
 COPY contracts ./contracts
+COPY runtime ./runtime
+COPY discovery ./discovery
 COPY api ./api
 COPY consumers ./consumers
 COPY dispatcher ./dispatcher
