@@ -43,7 +43,8 @@ def test_redis_primary_killed_under_load(sentinels: SentinelSetup,
     stack = make_stack(MQGATE_REDIS_SENTINELS=sentinels.addresses,
                        MQGATE_REDIS_PRIMARY_NAME=PRIMARY_NAME,
                        MQGATE_REDIS_URL="redis://sentinel-knows-where/0",  # host not used
-                       MQGATE_CACHE_TTL="1")
+                       MQGATE_CACHE_TTL="1",
+                       MQGATE_WORKER_CONCURRENCY="64")  # the fake worker takes any number
     stack.start_serving_fake("w1", dispatchers=2)
     first = stack.workers["w1"].url
     load = OpenLoad(stack.base_url, rate=RATE, seconds=SECONDS).start()
