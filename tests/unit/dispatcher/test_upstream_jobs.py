@@ -234,3 +234,28 @@ async def test_the_service_sends_upstream_models_to_upstreams(
     await routed.run(the_job, ReplySink(job_id="j", attempt="a", stream=False, send=send))
     assert sent[-1].body is not None
     assert fake.stats["requests"] == 1
+
+
+async def test_a_token_check_counts_at_the_upstream_and_reads_its_context_length(
+        jobs: UpstreamJobs) -> None:
+    (final,) = await run(jobs, job({}, kind=JobKind.TOKEN_CHECK, prompts=["a b c"]))
+    assert final.token_count is not None
+    assert final.token_count.count == 8  # the fake upstream's prompt_tokens
+    assert final.token_count.context_length == 4096  # its /v1/models' max_model_len
+
+
+async def test_a_context_length_in_the_config_file_comes_first(jobs: UpstreamJobs,
+                                                               entries: Entries) -> None:
+    entries.entries = [entries.entries[0].model_copy(update={"context_length": 1024})]
+    (final,) = await run(jobs, job({}, kind=JobKind.TOKEN_CHECK, prompts=["a b c"]))
+    assert final.token_count is not None and final.token_count.context_length == 1024
+
+
+async def test_a_429_is_tried_on_another_entry_else_passed_on(
+        jobs: UpstreamJobs, entries: Entries, fake: FakeUpstream) -> None:
+    body = {"messages": [{"role": "user", "content": "[[status=429]]"}]}
+    entries.entries = [entries.entries[0], entry(entries.entries[0].api_base, id="second")]
+    with pytest.raises(UpstreamRejectedError) as caught:
+        await run(jobs, job(body))
+    assert caught.value.status_code == 429
+    assert fake.stats["requests"] == 2  # both entries were asked
