@@ -76,7 +76,14 @@ $(FASTCHAT_VENV)/bin/python:
 	$(PYTHON) -m venv $(FASTCHAT_VENV)
 	$(FASTCHAT_VENV)/bin/python -m pip install -q "fschat==0.2.36" "pydantic<2" "fastapi<0.113" "uvicorn[standard]"
 
-bench: install $(STAMP)bench $(FASTCHAT_VENV)/bin/python ## mqgate against FastChat's server and the bare worker (needs RabbitMQ and Redis)
+# LiteLLM's proxy, the peer in front of OpenAI-compatible upstreams, in its own virtualenv too
+LITELLM_VENV := bench/.venv-litellm
+
+$(LITELLM_VENV)/bin/litellm:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install -q "litellm[proxy]==1.108.7"
+
+bench: install $(STAMP)bench $(FASTCHAT_VENV)/bin/python $(LITELLM_VENV)/bin/litellm ## mqgate against FastChat's server, LiteLLM's proxy and the bare worker (needs RabbitMQ and Redis)
 	$(BIN)/python -m bench.run
 
 .PHONY: help install lint typecheck test test-faults serve services services-down bench

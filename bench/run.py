@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench import scheduling
+from bench import peers, scheduling
 from bench.load import Result, Target, median_result, run
 from bench.probe import amqp_round_trip
 from tests.stack import free_port
@@ -135,9 +135,9 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], versus: str = "FastChat") -> str:
     head = ("| cell | target | RPS | p50 ms | p99 ms | TTFT p50 | TTFT p99 | chunks/s | errors "
-            "| mqgate/FastChat RPS |")
+            f"| mqgate/{versus} RPS |")
     lines = [head, "|" + " --- |" * 10]
     for row in rows:
         r = row["result"]
@@ -155,15 +155,18 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     ports = {name: free_port() for name in ("controller", "fc_controller", "fc_api", "fast",
                                             "slow", "api", "api2", "flood", "idle",
-                                            "priority")}
+                                            "priority", "upstream", "litellm")}
+    upstreams = logs / "upstreams.yaml"  # LiteLLM's format: LiteLLM and mqgate read it
     env = dict(os.environ, MQGATE_NAMESPACE=namespace, MQGATE_LOG_LEVEL="WARNING",
                MQGATE_CONTROLLER_URL=f"http://127.0.0.1:{ports['controller']}",
                MQGATE_QUEUE_MAX_LENGTH="100000", PYTHONUNBUFFERED="1",
                # the bench's fake workers take any number of generations at once
                MQGATE_WORKER_CONCURRENCY="100000",
-               MQGATE_WORKER_CONCURRENCY_BY_MODEL=scheduling.WORKER_LIMITS)
+               MQGATE_WORKER_CONCURRENCY_BY_MODEL=scheduling.WORKER_LIMITS,
+               MQGATE_CONFIG=str(upstreams), BENCH_UPSTREAM_KEY="sk-unused")
     procs = Processes(logs, env)
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    peers.write_config(upstreams, urls["upstream"])
     try:
         procs.start("controller", ["-m", "mqgate_cli", "controller", "--port",
                                    str(ports["controller"])])
@@ -200,6 +203,9 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
                                      "--controller-address", urls["fc_controller"]],
                     python=str(FASTCHAT_PYTHON), env=fastchat_env)
         wait_serving(urls["fc_api"], FAST)
+        peers.start(procs, upstream_port=ports["upstream"], litellm_port=ports["litellm"],
+                    config=upstreams)
+        wait_http(urls["litellm"] + "/health/liveliness", timeout=180)
         yield Bench(args.seconds, args.repeats, procs, args.only), urls, procs
     finally:
         procs.stop_all()
@@ -309,11 +315,15 @@ def main() -> None:
     args = parser.parse_args()
     if not FASTCHAT_PYTHON.exists():
         sys.exit("FastChat's virtualenv is missing: run `make bench` (it creates it)")
+    if not peers.LITELLM.exists():
+        sys.exit("LiteLLM's virtualenv is missing: run `make bench` (it creates it)")
     started_at = time.time()
     with stack(args) as (bench, urls, procs):
         running = start_mqgate(procs, urls, dispatchers=1, apis=1)
         probe_ms, c1 = single_client(bench, urls)
         rows = comparison(bench, urls)
+        wait_serving(urls["api"], peers.MODEL)
+        upstream = peers.cells(bench, urls, bench.only)
         sched = scheduling_cells(bench, urls)
         scale = [] if args.no_scaling else scaling(bench, procs, urls, running)
     added = c1["mqgate"]["p50_ms"] - c1["direct"]["p50_ms"]
@@ -321,10 +331,15 @@ def main() -> None:
               "amqp_round_trip_p50_ms": probe_ms,
               "c1_added_latency_ms": added, "c1_added_over_round_trip": added / probe_ms,
               "cells": rows, "scheduling": sched, "scaling": scale,
+              "upstreams": {"cells": upstream.rows, "summary": upstream.summary},
               "took_s": time.time() - started_at}
     out = ROOT / "bench" / "results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
     out.write_text(json.dumps(report, indent=2))
     print(table(rows))
+    print("\nin front of an OpenAI-compatible upstream, against LiteLLM's proxy:")
+    print(table(upstream.rows, versus="LiteLLM"))
+    for name, value in upstream.summary.items():
+        print(f"{name}: {value:.2f}")
     print(f"\nbare AMQP round trip p50: {probe_ms:.2f} ms; mqgate's added latency at c=1: "
           f"{added:.2f} ms ({added / probe_ms:.2f}x the round trip)")
     if fair := sched.get("fairness"):
