@@ -79,49 +79,61 @@ class JobRunner:
         job_id_var.set(job.id)  # this task's log lines carry the job id
         sink = ReplySink(job_id=job.id, attempt=delivery.attempt, stream=job.stream,
                          send=delivery.reply, interval=self._flush_interval)
-        if self._is_cancelled(job.id) or (self._cancelled_elsewhere is not None
-                                           and await self._cancelled_elsewhere(job)):
-            await delivery.ack()
-            return
-        if job.remaining() <= 0:
-            EXPIRED.inc()
-            await self._report(sink, DeadlineExceededError("the request's deadline passed "
-                                                           "while it was queued"))
+        if await self._turned_away(delivery, sink):
             await delivery.ack()
             return
         QUEUED_SECONDS.labels(model=job.model, tier=job.tier).observe(
             max(time.time() - job.submitted, 0.0))
         if self._took is not None:
             self._took(job.model)
-        outcome = "ok"
         IN_FLIGHT.inc()
+        try:
+            outcome = await self._outcome(delivery, sink)
+        except asyncio.CancelledError:
+            await sink.aclose()
+            if not self._is_cancelled(job.id):
+                await delivery.requeue()  # stopping: another dispatcher takes it
+                raise
+            CANCELLATIONS.inc()
+            outcome = "cancelled"
+        finally:
+            IN_FLIGHT.dec()
+        JOBS.labels(kind=job.kind, model=job.model, outcome=outcome).inc()
+        log.log(logging.INFO if outcome in ("ok", "cancelled") else logging.WARNING,
+                "%s job for %s ended: %s", job.kind, job.model, outcome)
+        await sink.aclose()
+        await delivery.ack()
+
+    async def _turned_away(self, delivery: Delivery, sink: ReplySink) -> bool:
+        """Whether the job is not to run: cancelled (nothing to say), or past its deadline
+        (its client is told)."""
+        job = delivery.job
+        if self._is_cancelled(job.id) or (self._cancelled_elsewhere is not None
+                                           and await self._cancelled_elsewhere(job)):
+            return True
+        if job.remaining() <= 0:
+            EXPIRED.inc()
+            await self._report(sink, DeadlineExceededError("the request's deadline passed "
+                                                           "while it was queued"))
+            return True
+        return False
+
+    async def _outcome(self, delivery: Delivery, sink: ReplySink) -> str:
+        """Run the job; its outcome for the metrics ("ok", or the error's code), with any
+        error reported to its client."""
+        job = delivery.job
         try:
             if delivery.redelivered and job.stream:
                 await sink.started()
             await self._service.run(job, sink)
-        except asyncio.CancelledError:
-            await sink.aclose()
-            if self._is_cancelled(job.id):
-                CANCELLATIONS.inc()
-                JOBS.labels(kind=job.kind, model=job.model, outcome="cancelled").inc()
-                await delivery.ack()
-                return
-            await delivery.requeue()
-            raise
         except MqgateError as exc:
-            outcome = exc.code
             await self._report(sink, exc)
+            return exc.code
         except Exception:
-            outcome = "internal_error"
             log.exception("job failed")
             await self._report(sink, MqgateError("the dispatcher failed on this request"))
-        finally:
-            IN_FLIGHT.dec()
-        JOBS.labels(kind=job.kind, model=job.model, outcome=outcome).inc()
-        log.log(logging.INFO if outcome == "ok" else logging.WARNING,
-                "%s job for %s ended: %s", job.kind, job.model, outcome)
-        await sink.aclose()
-        await delivery.ack()
+            return "internal_error"
+        return "ok"
 
     @staticmethod
     async def _report(sink: ReplySink, error: MqgateError) -> None:

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 
 from consumers.cancel import CancelMarks
 from consumers.job_consumer import JobRunner
-from consumers.lanes import LaneManager, LaneProgress
+from consumers.lanes import Capacity, LaneManager, LaneProgress
 from consumers.rabbitmq_source import RabbitJobSource
 from consumers.transport import JobSource
 from contracts.settings import Settings
@@ -88,6 +88,37 @@ def _upstreams(stack: AsyncExitStack, settings: Settings, controller: Controller
     return UpstreamJobs(directory=directory, client=client, attempts=settings.worker_attempts)
 
 
+def _service(stack: AsyncExitStack, settings: Settings, controller: ControllerClient,
+             cache: Cache) -> tuple[DispatchService, Capacity]:
+    """What runs one job (worker choice and slots, FastChat workers and upstreams), and what
+    tells a model's slots."""
+    workers = WorkerClient(connect_timeout=settings.worker_connect_timeout,
+                           read_timeout=settings.worker_read_timeout)
+    stack.push_async_callback(workers.aclose)
+    resolver = WorkerResolver(controller, workers, cache, settings)
+    capacity = WorkerCapacity(resolver, _slot_store(stack, settings, cache), cache, settings)
+    upstreams = _upstreams(stack, settings, controller, cache)
+    return DispatchService(
+        resolver=resolver, workers=workers, capacity=capacity,
+        attempts=settings.worker_attempts, embedding_batch_size=settings.embedding_batch_size,
+        sep_styles=settings.fastchat_sep_styles, upstreams=upstreams,
+    ), slots_with_upstreams(upstreams.directory, capacity.total_slots)
+
+
+async def _follow_lanes(stack: AsyncExitStack, settings: Settings, source: JobSource,
+                        slots: Capacity, controller: ControllerClient,
+                        cache: Cache) -> asyncio.Task[None]:
+    """Follow the models' lanes now, and as models come and go (until the task is cancelled)."""
+    lanes = LaneManager(source, ModelCatalog(controller, cache, settings), slots, cache,
+                        settings)
+    await lanes.reconcile()
+    following = asyncio.create_task(lanes.run())
+    stack.push_async_callback(_cancel, following)
+    log.info("dispatcher following %d lanes: %s", len(lanes.followed),
+             ", ".join(f"{m} ({n})" for m, n in sorted(lanes.followed.items())) or "none yet")
+    return following
+
+
 async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
                          ready: asyncio.Event | None = None, source: JobSource | None = None,
                          cache: Cache | None = None) -> None:
@@ -100,33 +131,14 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event, *,
         controller = ControllerClient(settings.controller_url,
                                       timeout=settings.controller_timeout)
         stack.push_async_callback(controller.aclose)
-        workers = WorkerClient(connect_timeout=settings.worker_connect_timeout,
-                               read_timeout=settings.worker_read_timeout)
-        stack.push_async_callback(workers.aclose)
-        resolver = WorkerResolver(controller, workers, cache, settings)
-        slots = WorkerCapacity(resolver, _slot_store(stack, settings, cache), cache, settings)
-        upstreams = _upstreams(stack, settings, controller, cache)
-        service = DispatchService(
-            resolver=resolver, workers=workers, capacity=slots,
-            attempts=settings.worker_attempts,
-            embedding_batch_size=settings.embedding_batch_size,
-            sep_styles=settings.fastchat_sep_styles, upstreams=upstreams)
+        service, slots = _service(stack, settings, controller, cache)
         if source is None:
             source = await stack.enter_async_context(RabbitJobSource(settings))
-        marks = CancelMarks(source, cache, settings.topology)
         runner = JobRunner(service, flush_interval=settings.stream_flush_interval,
-                           cancelled_elsewhere=marks.cancelled_unheard,
-                           took=LaneProgress(cache, settings).took)
+                           cancelled_elsewhere=CancelMarks(source, cache, settings.topology)
+                           .cancelled_unheard, took=LaneProgress(cache, settings).took)
         await source.consume(runner.handle, runner.cancel)
-
-        lanes = LaneManager(source, ModelCatalog(controller, cache, settings),
-                            slots_with_upstreams(upstreams.directory, slots.total_slots),
-                            cache, settings)
-        await lanes.reconcile()
-        following = asyncio.create_task(lanes.run())
-        stack.push_async_callback(_cancel, following)
-        log.info("dispatcher following %d lanes: %s", len(lanes.followed),
-                 ", ".join(f"{m} ({n})" for m, n in sorted(lanes.followed.items())) or "none yet")
+        following = await _follow_lanes(stack, settings, source, slots, controller, cache)
         if settings.metrics_port:
             await _serve_health(stack, settings, {
                 "broker": source.ping, "redis": cache.ping, "controller": controller.ping})
