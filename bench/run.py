@@ -155,7 +155,8 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     ports = {name: free_port() for name in ("controller", "fc_controller", "fc_api", "fast",
                                             "slow", "api", "api2", "flood", "idle",
-                                            "priority", "upstream", "litellm")}
+                                            "priority", "upstream", "litellm",
+                                            "dispatcher_metrics")}
     upstreams = logs / "upstreams.yaml"  # LiteLLM's format: LiteLLM and mqgate read it
     env = dict(os.environ, MQGATE_NAMESPACE=namespace, MQGATE_LOG_LEVEL="WARNING",
                MQGATE_CONTROLLER_URL=f"http://127.0.0.1:{ports['controller']}",
@@ -217,8 +218,11 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
 
 def start_mqgate(procs: Processes, urls: dict[str, str], *, dispatchers: int,
                  apis: int) -> list[subprocess.Popen[bytes]]:
+    # the first dispatcher's metrics tell each tier's time in queue; the others serve none
+    metrics = urls["dispatcher_metrics"].rsplit(":", 1)[1]
     started = [procs.start(f"dispatcher-{i}", ["-m", "mqgate_cli", "dispatcher"],
-                           env={"MQGATE_METRICS_PORT": "0"}) for i in range(dispatchers)]
+                           env={"MQGATE_METRICS_PORT": metrics if i == 0 else "0"})
+               for i in range(dispatchers)]
     for name in ("api", "api2")[:apis]:
         port = urls[name].rsplit(":", 1)[1]
         started.append(procs.start(name, ["-m", "mqgate_cli", "api", "--port", port]))
@@ -301,7 +305,8 @@ def scheduling_cells(bench: Bench, urls: dict[str, str]) -> dict[str, Any]:
             "fastchat": scheduling.Route.openai(urls["fc_api"]),
             "mqgate": scheduling.Route.openai(urls["api"])})
     if not bench.only or any(o in "priority" for o in bench.only):
-        found["priority"] = scheduling.priority(urls["api"], bench.seconds * 5)
+        found["priority"] = scheduling.priority(urls["api"], urls["dispatcher_metrics"],
+                                                bench.seconds * 5)
     return found
 
 
@@ -349,8 +354,10 @@ def main() -> None:
                   f"{r['flood_max_ms']:.0f} ms beside the flood "
                   f"(max {r['max_over_alone']:.2f}x the p50 alone)")
     if prio := sched.get("priority"):
-        print(f"priority: time in queue p50 default {prio['default_ttft_p50_ms']:.0f} ms, "
-              f"priority {prio['priority_ttft_p50_ms']:.0f} ms ({prio['ratio']:.1%})")
+        print(f"priority: time in queue p50 default {prio['default_queued_p50_ms']:.0f} ms, "
+              f"priority {prio['priority_queued_p50_ms']:.0f} ms ({prio['ratio']:.1%}); time "
+              f"to first token p50 {prio['default_ttft_p50_ms']:.0f} / "
+              f"{prio['priority_ttft_p50_ms']:.0f} ms")
     for row in scale:
         print(f"scaling: {row['dispatchers']} dispatcher(s), {row['apis']} api: "
               f"{row['result']['rps']:.1f} rps")

@@ -4,8 +4,9 @@
   worker, whose dispatchers give it 5 at a time), then 10 requests in a row to another, idle
   model: their latency, against the same 10 requests without the flood.
 * priority: one model's worker saturated by ``default`` streams from 32 clients, and 2 clients
-  sending ``priority`` streams: each tier's time to the first token, which is its time in the
-  queue (the worker answers at once when it has room).
+  sending ``priority`` streams: each tier's time in the queue, from the dispatcher's own
+  histogram (``mqgate_dispatcher_queued_seconds``, its p50 interpolated within buckets), and
+  each tier's time to the first token as the clients see it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 FLOOD_MODEL, IDLE_MODEL, PRIORITY_MODEL = "bench-flood", "bench-idle", "bench-priority"
 FLOOD_REQUESTS, IDLE_REQUESTS = 200, 10
@@ -103,11 +105,6 @@ def fairness(targets: dict[str, Route]) -> dict[str, dict[str, Any]]:
     return found
 
 
-@dataclass
-class _Tier:
-    ttfts: list[float]
-
-
 async def _stream(client: httpx.AsyncClient, url: str, tier: str, i: int) -> float:
     began = time.monotonic()
     body = _chat(PRIORITY_MODEL, f"{tier} {i}", stream=True, service_tier=tier)
@@ -122,15 +119,45 @@ async def _stream(client: httpx.AsyncClient, url: str, tier: str, i: int) -> flo
     return ttft
 
 
-async def _priority(base: str, seconds: float) -> dict[str, Any]:
+Buckets = dict[float, float]  # upper bound -> cumulative count
+
+
+def _queued_buckets(metrics_url: str) -> dict[str, Buckets]:
+    """Per tier, the cumulative buckets of the priority model's time in queue."""
+    text = httpx.get(metrics_url + "/metrics", timeout=10).text
+    found: dict[str, Buckets] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (sample.name == "mqgate_dispatcher_queued_seconds_bucket"
+                    and sample.labels.get("model") == PRIORITY_MODEL):
+                found.setdefault(sample.labels["tier"], {})[float(sample.labels["le"])] = (
+                    sample.value)
+    return found
+
+
+def _p50(before: Buckets, after: Buckets) -> float:
+    """The median of what was observed between two scrapes, interpolated in its bucket."""
+    counts = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    half = counts[-1][1] / 2
+    low, below = 0.0, 0.0
+    for le, cumulative in counts:
+        if cumulative >= half:
+            if le == float("inf"):
+                return low
+            return low + (le - low) * (half - below) / max(cumulative - below, 1e-9)
+        low, below = le, cumulative
+    return low
+
+
+async def _priority(base: str, seconds: float) -> dict[str, list[float]]:
     url = base + "/v1/chat/completions"
-    tiers = {"default": _Tier([]), "priority": _Tier([])}
+    tiers: dict[str, list[float]] = {"default": [], "priority": []}
     stop_at = time.monotonic() + seconds
 
     async def client_loop(client: httpx.AsyncClient, tier: str, k: int) -> None:
         i = 0
         while time.monotonic() < stop_at:
-            tiers[tier].ttfts.append(await _stream(client, url, tier, k * 10_000 + i))
+            tiers[tier].append(await _stream(client, url, tier, k * 10_000 + i))
             i += 1
 
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
@@ -141,15 +168,20 @@ async def _priority(base: str, seconds: float) -> dict[str, Any]:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*defaults, return_exceptions=True)
-    out = {f"{tier}_ttft_p50_ms": statistics.median(t.ttfts) * 1000
-           for tier, t in tiers.items()}
-    out.update({f"{tier}_requests": len(t.ttfts) for tier, t in tiers.items()})
-    out["ratio"] = out["priority_ttft_p50_ms"] / out["default_ttft_p50_ms"]
-    return out
+    return tiers
 
 
-def priority(base: str, seconds: float) -> dict[str, Any]:
-    found = asyncio.run(_priority(base, seconds))
-    print(f"  priority: time in queue p50 default {found['default_ttft_p50_ms']:.0f} ms, "
-          f"priority {found['priority_ttft_p50_ms']:.0f} ms ({found['ratio']:.1%})", flush=True)
+def priority(base: str, metrics_url: str, seconds: float) -> dict[str, Any]:
+    before = _queued_buckets(metrics_url)
+    ttfts = asyncio.run(_priority(base, seconds))
+    after = _queued_buckets(metrics_url)
+    found: dict[str, Any] = {}
+    for tier, values in ttfts.items():
+        found[f"{tier}_ttft_p50_ms"] = statistics.median(values) * 1000
+        found[f"{tier}_requests"] = len(values)
+        found[f"{tier}_queued_p50_ms"] = _p50(before.get(tier, {}), after[tier]) * 1000
+    found["ratio"] = found["priority_queued_p50_ms"] / found["default_queued_p50_ms"]
+    print(f"  priority: time in queue p50 default {found['default_queued_p50_ms']:.0f} ms, "
+          f"priority {found['priority_queued_p50_ms']:.0f} ms ({found['ratio']:.1%})",
+          flush=True)
     return found
