@@ -2,8 +2,9 @@
 
 Generation is always streamed, so that closing the stream (a cancel, a deadline) stops the
 engine. An upstream's 4xx is the client's problem: it becomes an error with the upstream's
-status and error body. A connection that fails, or a 5xx, before any output is the
-gateway's: retryable on another entry. A stream that breaks after output is a stream error.
+status and error body. A connection that fails, or any other answer than a 200 (a 5xx, a
+redirect), before any output is the gateway's: retryable on another entry. A stream that
+breaks after output is a stream error.
 """
 
 from __future__ import annotations
@@ -61,11 +62,13 @@ def error_detail(raw: bytes, status: int) -> ErrorDetail:
 
 
 def _failed(entry: UpstreamEntry, status: int, raw: bytes) -> MqgateError:
+    """A 4xx is the client's, with the upstream's status; any other answer but a 200 (a 5xx,
+    a redirect, which is never followed) is the gateway's."""
     detail = error_detail(raw, status)
-    if status >= 500:
-        return WorkerConnectError(f"upstream {entry.api_base} answered {status}: "
-                                  f"{detail.message}")
-    return rejection(status, detail)
+    if 400 <= status < 500:
+        return rejection(status, detail)
+    return WorkerConnectError(f"upstream {entry.api_base} answered {status}: "
+                              f"{detail.message}")
 
 
 def in_stream_error(entry: UpstreamEntry, error: JsonValue, *, output: bool) -> MqgateError:

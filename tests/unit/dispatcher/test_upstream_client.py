@@ -50,9 +50,14 @@ async def sse_server() -> AsyncIterator[str]:
         return web.json_response({"error": {"message": "no", "type": "x", "code": None}},
                                  status=503)
 
+    async def moved(_request: web.Request) -> web.Response:
+        return web.Response(status=301, headers={"Location": "https://elsewhere/v1/events"},
+                            text="Moved Permanently")
+
     app = web.Application()
     app.router.add_post("/v1/events", events)
     app.router.add_post("/v1/refused", refused)
+    app.router.add_post("/v1/moved", moved)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield f"http://127.0.0.1:{server.port}/v1"
@@ -74,6 +79,10 @@ async def test_events_are_read_whatever_the_line_ends(sse_server: str) -> None:
         assert stream.done
         with pytest.raises(WorkerConnectError, match="answered 503: no"):
             async with client.stream(entry, None, "/refused", {}):
+                pass
+        # a redirect is not followed, nor passed to the client as its status: another entry
+        with pytest.raises(WorkerConnectError, match="answered 301: Moved Permanently"):
+            async with client.stream(entry, None, "/moved", {}):
                 pass
         async with client.stream(entry, None, "/events?cut=1", {}) as stream:
             with pytest.raises(WorkerStreamError):
