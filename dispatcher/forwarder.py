@@ -28,6 +28,7 @@ from contracts.fastchat import (
     ModelDetails,
     WorkerFrame,
 )
+from dispatcher.connections import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -89,27 +90,12 @@ class WorkerStream:
                     pass
 
 
-class WorkerClient:
+class WorkerClient(ConnectionPool):
     """Talks to workers; one instance (one connection pool) per dispatcher process."""
 
     def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
-                                              sock_connect=connect_timeout,
-                                              sock_read=read_timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
-                                             enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  headers=_HEADERS, auto_decompress=True)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        super().__init__(headers=_HEADERS, connect_timeout=connect_timeout,
+                         read_timeout=read_timeout)
 
     async def _post(self, address: str, path: str, body: object, model: type[M]) -> M:
         try:

@@ -26,6 +26,7 @@ from contracts.errors import (
     rejection,
 )
 from contracts.upstream import UpstreamEntry
+from dispatcher.connections import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -132,27 +133,12 @@ class UpstreamStream:
                 yield event
 
 
-class UpstreamClient:
+class UpstreamClient(ConnectionPool):
     """Talks to upstreams; one instance (one connection pool) per dispatcher process."""
 
     def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
-                                             enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": "mqgate-dispatcher"},
-                auto_decompress=True)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        super().__init__(headers={"User-Agent": "mqgate-dispatcher"},
+                         connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     def _timeout(self, entry: UpstreamEntry) -> aiohttp.ClientTimeout:
         read = entry.timeout or self._read_timeout
