@@ -12,14 +12,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
-
 from contracts.errors import (
     ContextLengthError,
     DeadlineExceededError,
@@ -46,6 +38,7 @@ from dispatcher.metrics import WORKER_ERRORS, WORKER_RETRIES
 from dispatcher.prompt import merge_stops, render_prompt
 from dispatcher.replies import ReplySink
 from dispatcher.resolver import WorkerResolver
+from dispatcher.retries import retries
 from dispatcher.unsupported import refuse_unsupported
 from dispatcher.upstream_jobs import UpstreamJobs
 
@@ -65,10 +58,6 @@ def pack_vector(vector: list[float]) -> str:
 
 def _raw_prompt(prompt: str, _template: ConvTemplate) -> str:
     return prompt
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, MqgateError) and exc.retryable
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -129,13 +118,7 @@ class DispatchService:
         except MqgateError as exc:
             if not exc.retryable or self.attempts <= 1:
                 raise
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts - 1) | stop_after_delay(max(job.remaining(),
-                                                                              0)),
-            wait=wait_random_exponential(multiplier=0.02, max=0.25),
-            reraise=True)
-        async for attempt in retrying:
+        async for attempt in retries(job, self.attempts):
             with attempt:
                 WORKER_RETRIES.inc()
                 return await self._try_worker(job, call, tried)

@@ -20,13 +20,6 @@ from typing import TypeVar
 
 import orjson
 from pydantic import JsonValue
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from contracts.errors import (
     MqgateError,
@@ -43,6 +36,7 @@ from contracts.openai.common import Usage
 from contracts.upstream import UpstreamEntry
 from dispatcher.metrics import WORKER_ERRORS, WORKER_RETRIES
 from dispatcher.replies import ReplySink
+from dispatcher.retries import retries
 from dispatcher.upstream_client import UpstreamClient, UpstreamStream, in_stream_error
 from dispatcher.upstream_output import Aggregate, usage_of
 from dispatcher.upstreams import UpstreamDirectory
@@ -54,10 +48,6 @@ _PATHS = {JobKind.CHAT: "/chat/completions", JobKind.COMPLETION: "/completions",
           JobKind.EMBEDDING: "/embeddings"}
 # what servers call a model's context length in their /v1/models
 _CONTEXT_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, MqgateError) and exc.retryable
 
 
 def _typed_body(job: Job) -> dict[str, JsonValue]:
@@ -202,13 +192,8 @@ class UpstreamJobs:
             if not exc.retryable or self.attempts <= 1:
                 raise
             last = exc
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts - 1) | stop_after_delay(
-                max(job.remaining(), 0)),
-            wait=wait_random_exponential(multiplier=0.02, max=0.25), reraise=True)
         try:
-            async for attempt in retrying:
+            async for attempt in retries(job, self.attempts):
                 with attempt:
                     WORKER_RETRIES.inc()
                     try:
