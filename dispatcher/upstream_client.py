@@ -62,6 +62,19 @@ def error_detail(raw: bytes, status: int) -> ErrorDetail:
     return ErrorDetail(message=text[:2000], type="invalid_request_error")
 
 
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """The first ``_ERROR_BODY_LIMIT`` bytes of an error's body, however many chunks they
+    come in (a read returns what has arrived); what came before a failure to read on."""
+    raw = bytearray()
+    try:
+        while len(raw) < _ERROR_BODY_LIMIT and (
+                chunk := await response.content.read(_ERROR_BODY_LIMIT - len(raw))):
+            raw += chunk
+    except (aiohttp.ClientError, TimeoutError):
+        pass
+    return bytes(raw)
+
+
 def _failed(entry: UpstreamEntry, status: int, raw: bytes) -> MqgateError:
     """A 4xx is the client's, with the upstream's status; any other answer but a 200 (a 5xx,
     a redirect, which is never followed) is the gateway's."""
@@ -168,9 +181,7 @@ class UpstreamClient(ConnectionPool):
         if response.status == 200:
             return response
         try:
-            raw = await response.content.read(_ERROR_BODY_LIMIT)
-        except (aiohttp.ClientError, TimeoutError):
-            raw = b""
+            raw = await _error_body(response)
         finally:
             response.close()
         raise _failed(entry, response.status, raw)

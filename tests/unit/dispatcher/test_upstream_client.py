@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from contracts.errors import ErrorDetail, WorkerConnectError, WorkerStreamError
+from contracts.errors import (
+    ErrorDetail,
+    UpstreamRejectedError,
+    WorkerConnectError,
+    WorkerStreamError,
+)
 from contracts.upstream import UpstreamEntry
 from dispatcher.upstream_client import UpstreamClient, UpstreamStream, error_detail
 
@@ -50,6 +56,16 @@ async def sse_server() -> AsyncIterator[str]:
         return web.json_response({"error": {"message": "no", "type": "x", "code": None}},
                                  status=503)
 
+    async def refused_in_pieces(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=400, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        body = b'{"error": {"message": "too long", "type": "BadRequestError", "code": 400}}'
+        for i in range(0, len(body), 5):
+            await response.write(body[i:i + 5])
+            await asyncio.sleep(0.001)  # each piece its own read
+        await response.write_eof()
+        return response
+
     async def moved(_request: web.Request) -> web.Response:
         return web.Response(status=301, headers={"Location": "https://elsewhere/v1/events"},
                             text="Moved Permanently")
@@ -58,6 +74,7 @@ async def sse_server() -> AsyncIterator[str]:
     app.router.add_post("/v1/events", events)
     app.router.add_post("/v1/refused", refused)
     app.router.add_post("/v1/moved", moved)
+    app.router.add_post("/v1/refused_in_pieces", refused_in_pieces)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield f"http://127.0.0.1:{server.port}/v1"
@@ -80,6 +97,12 @@ async def test_events_are_read_whatever_the_line_ends(sse_server: str) -> None:
         with pytest.raises(WorkerConnectError, match="answered 503: no"):
             async with client.stream(entry, None, "/refused", {}):
                 pass
+        # an error body in pieces is read whole
+        with pytest.raises(UpstreamRejectedError, match="too long") as rejected:
+            async with client.stream(entry, None, "/refused_in_pieces", {}):
+                pass
+        assert rejected.value.status_code == 400
+        assert rejected.value.detail().type == "BadRequestError"
         # a redirect is not followed, nor passed to the client as its status: another entry
         with pytest.raises(WorkerConnectError, match="answered 301: Moved Permanently"):
             async with client.stream(entry, None, "/moved", {}):
