@@ -30,8 +30,8 @@ def error_body(error: MqgateError) -> bytes:
 
 def error_response(error: MqgateError) -> Response:
     headers: dict[str, str] = {}
-    if isinstance(error, CapacityError | UnavailableError):
-        headers["Retry-After"] = "1"
+    if isinstance(error, CapacityError | UnavailableError) or error.status_code == 429:
+        headers["Retry-After"] = "1"  # an upstream's own 429 too
     if isinstance(error, WorkerError | PoisonJobError) and not error.retryable:
         headers["x-should-retry"] = "false"
     return Response(error_body(error), status_code=error.status_code, headers=headers,

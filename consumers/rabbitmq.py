@@ -257,7 +257,8 @@ class RabbitJobQueue(RabbitBroker):
     async def _lane_state(self, model: str) -> spec.Queue.DeclareOk | None:
         try:
             if self._probe is None:
-                self._probe = await self.open_channel(confirms=False)
+                async with asyncio.timeout(self.settings.publish_timeout):
+                    self._probe = await self.open_channel(confirms=False)
         except BROKER_ERRORS:
             return None
         return await lane_state(self._probe, self.settings, model)

@@ -163,7 +163,8 @@ class RabbitJobSource(RabbitBroker):
     async def lane_consumers(self, model: str) -> int | None:
         try:
             if self._probe is None:
-                self._probe = await self.open_channel(confirms=False)
+                async with asyncio.timeout(self.settings.publish_timeout):
+                    self._probe = await self.open_channel(confirms=False)
         except BROKER_ERRORS:
             return None
         state = await lane_state(self._probe, self.settings, model)

@@ -257,7 +257,7 @@ class UpstreamJobs:
         context = entry.context_length or await self._context_length(entry, key)
         raw = await self.client.call(entry, key, "POST", "/completions", {
             "model": entry.model, "prompt": job.prompts[0], "max_tokens": 1})
-        answer = orjson.loads(raw)
+        answer = _json(raw, entry)
         usage = usage_of(answer.get("usage")) if isinstance(answer, dict) else None
         if usage is None:
             raise WorkerError(f"upstream {entry.api_base} did not count the prompt's tokens")
@@ -265,7 +265,7 @@ class UpstreamJobs:
 
     async def _context_length(self, entry: UpstreamEntry, key: str | None) -> int:
         """The context length the upstream's /models gives (vLLM's ``max_model_len``)."""
-        listed = orjson.loads(await self.client.call(entry, key, "GET", "/models"))
+        listed = _json(await self.client.call(entry, key, "GET", "/models"), entry)
         for card in listed.get("data", []) if isinstance(listed, dict) else []:
             if not isinstance(card, dict) or card.get("id") != entry.model:
                 continue
@@ -277,3 +277,11 @@ class UpstreamJobs:
         raise UnsupportedFeatureError(
             f"the upstream of model '{entry.model_name}' does not say its context length; "
             "give it as model_info.max_input_tokens in the config file")
+
+
+def _json(raw: bytes, entry: UpstreamEntry) -> object:
+    """An upstream's answer as JSON, or a 502 when it is not."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise WorkerError(f"upstream {entry.api_base} answered with something not JSON") from exc
