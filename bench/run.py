@@ -213,7 +213,9 @@ def stack(args: argparse.Namespace) -> Iterator[tuple[Bench, dict[str, str], Pro
         with contextlib.suppress(Exception):
             from tests.conftest import cleanup_namespace
 
-            asyncio.run(cleanup_namespace(namespace))
+            asyncio.run(cleanup_namespace(namespace, [
+                FAST, SLOW, scheduling.FLOOD_MODEL, scheduling.IDLE_MODEL,
+                scheduling.PRIORITY_MODEL, peers.MODEL]))  # their lanes, with the rest
 
 
 def start_mqgate(procs: Processes, urls: dict[str, str], *, dispatchers: int,
