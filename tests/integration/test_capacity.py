@@ -118,8 +118,15 @@ async def test_slots_of_a_holder_that_stopped_renewing_come_back(
     finally:
         await redis.aclose()
     alive = dispatchers.capacity(W1, recheck=0.2)
+    all_held = asyncio.Barrier(5)
+
+    async def hold() -> str:
+        async with alive.slot("m", set()) as address:
+            await all_held.wait()  # every one of the five slots is held at once
+            return address
+
     async with asyncio.timeout(30):
-        assert await hold_many([alive], 10) == {W1: 5}
+        assert await asyncio.gather(*(hold() for _ in range(5))) == [W1] * 5
 
 
 async def test_a_lease_lives_while_it_is_renewed(dispatchers: Dispatchers) -> None:
