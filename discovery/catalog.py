@@ -24,8 +24,9 @@ class ModelCatalog:
         return await self._lookup.get("all", self._controller.list_models)
 
     async def refresh(self) -> None:
-        """Read the list from the controller at the next call (a model came or went)."""
-        await self._lookup.invalidate("all")
+        """Read the list from the controller at the next call (a model came or went), and
+        keep the old one only to serve if the controller fails then."""
+        await self._lookup.supersede("all")
 
     @property
     def stale(self) -> bool:

@@ -42,6 +42,7 @@ class CachedLookup(Generic[T]):
         self._memo: dict[str, _Entry[T]] = {}
         self._loads: dict[str, asyncio.Task[T]] = {}
         self._failing: set[str] = set()
+        self._superseded: set[str] = set()  # to be read again before use; kept as a fallback
         self._generation = 0  # bumped by every forget: loads begun before it are not kept
         kind = prefix.rstrip(":").rsplit(":", 1)[-1]
         self._hit = CACHE_LOOKUPS.labels(kind=kind, result="hit")
@@ -52,6 +53,8 @@ class CachedLookup(Generic[T]):
         at once while one refresh runs in the background, so a slow or hung Redis or
         controller never holds requests up; only a key never seen waits for its source."""
         entry = self._memo.get(key)
+        if key in self._superseded:
+            entry = None  # wait for the source; what was held is its fallback if it fails
         age = time.time() - entry.stored_at if entry is not None else None
         if entry is not None and age is not None and age < self._ttl:
             self._hit.inc()
@@ -87,6 +90,7 @@ class CachedLookup(Generic[T]):
         for key in keys:
             self._memo.pop(key, None)
             self._loads.pop(key, None)
+            self._superseded.discard(key)
 
     def held(self) -> list[str]:
         """The keys this process holds or is loading."""
@@ -101,9 +105,19 @@ class CachedLookup(Generic[T]):
         await self._cache.delete(self._prefix + key)
         self.forget((key,))
 
+    async def supersede(self, key: str) -> None:
+        """What is held for ``key`` changed at its source: drop it in the shared cache, and
+        read it again at its next use here, keeping it only to serve if the source fails
+        then (a controller whose Redis fails over just as a worker registers)."""
+        await self._cache.delete(self._prefix + key)
+        self._generation += 1
+        self._loads.pop(key, None)
+        if key in self._memo:
+            self._superseded.add(key)
+
     async def _refresh(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         generation = self._generation
-        shared = await self._from_cache(key)
+        shared = None if key in self._superseded else await self._from_cache(key)
         if shared is not None and time.time() - shared.stored_at < self._ttl:
             self._hit.inc()
             if generation == self._generation:
@@ -122,6 +136,7 @@ class CachedLookup(Generic[T]):
         self._failing.discard(key)
         if generation != self._generation:
             return value  # something was forgotten meanwhile: this may predate it
+        self._superseded.discard(key)
         entry = _Entry(time.time(), value)
         self._memo[key] = entry
         payload = orjson.dumps({"t": entry.stored_at, "v": self._adapter.dump_python(value,

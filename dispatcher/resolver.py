@@ -78,7 +78,7 @@ class WorkerResolver:
                  notice.worker_name)
         self._forget_worker(notice.worker_name)
         for model in notice.model_names:
-            await self._addresses.invalidate(model)
+            await self._addresses.supersede(model)
 
     async def _on_attached(self) -> None:
         """Registration notices may have been missed: re-read the worker lists (they carry

@@ -90,7 +90,7 @@ class UpstreamDirectory:
         except ValidationError:
             return
         for model in notice.model_names:
-            await self._entries.invalidate(model)
+            await self._entries.supersede(model)
 
     async def _on_attached(self) -> None:
         self._entries.forget_all()
