@@ -133,7 +133,10 @@ def test_cluster_node_losses_under_load(cluster: RabbitCluster,
     assert unanswered == []
     assert stray == []
     assert all(o.end in ("ok", "http_error", "error_event") for o in outcomes)
-    assert {o.status for o in outcomes if o.end == "http_error"} <= {503}
+    # what the failure table gives a request that a node's loss reaches: 503 (the broker
+    # connection went, or the api was reconnecting), 502 (its replies were lost with the
+    # connection) or 504 (nothing came back before its deadline)
+    assert {o.status for o in outcomes if o.end == "http_error"} <= {502, 503, 504}
     assert load.successes_after(stops[-1].back) > 0
     queues = {row["name"]: row for row in cluster.query("list_queues", "name", "type",
                                                           "consumers")}
