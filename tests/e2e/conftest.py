@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,23 @@ def register_dead_worker(stack: Stack, models: list[str]) -> None:
         "worker_name": DEAD_WORKER, "check_heart_beat": False,
         "worker_status": {"model_names": models, "speed": 1, "queue_length": 0}},
     ).raise_for_status()
+
+
+@contextlib.contextmanager
+def undispatched_stack(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A stack of its own for one test: the controller, worker "w" serving model "fake" and
+    the api, but no dispatcher yet (the test starts those it needs); stopped and its
+    namespace cleaned up afterwards."""
+    s = Stack(workdir, env_extra=env or {})
+    try:
+        s.start_controller()
+        s.start_worker("w", ["fake"])
+        s.wait_models(["fake"])
+        s.start_api()
+        yield s
+    finally:
+        s.stop()
+        asyncio.run(cleanup_namespace(s.namespace))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ dispatcher killed while it holds slots gives them back."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import cleanup_namespace
+from tests.e2e.conftest import undispatched_stack
 from tests.e2e.prompts import vicuna
 from tests.fakeworker import expected_text
 from tests.stack import Proc, Stack, Worker
@@ -26,17 +25,9 @@ LIMIT = 5
 @pytest.fixture
 def limited(services: None, tmp_path: Path) -> Iterator[Stack]:
     """Controller, one worker taking 5 generations at once, the api; no dispatcher yet."""
-    stack = Stack(tmp_path, env_extra={"MQGATE_WORKER_CONCURRENCY": str(LIMIT),
-                                       "MQGATE_LEASE_TTL": "2"})
-    try:
-        stack.start_controller()
-        stack.start_worker("w", ["fake"])
-        stack.wait_models(["fake"])
-        stack.start_api()
+    with undispatched_stack(tmp_path, {"MQGATE_WORKER_CONCURRENCY": str(LIMIT),
+                                       "MQGATE_LEASE_TTL": "2"}) as stack:
         yield stack
-    finally:
-        stack.stop()
-        asyncio.run(cleanup_namespace(stack.namespace))
 
 
 def chat_all(stack: Stack, contents: list[str]) -> list[httpx.Response]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from contracts.settings import Settings
-from tests.conftest import cleanup_namespace
+from tests.e2e.conftest import undispatched_stack
 from tests.e2e.prompts import vicuna
 from tests.e2e.test_queue import wait_log
 from tests.fakeworker import expected_text
@@ -25,16 +24,8 @@ pytestmark = pytest.mark.e2e
 def undispatched(services: None, tmp_path: Path,
                  request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Controller, a worker and the api, but no dispatcher."""
-    stack = Stack(tmp_path, env_extra=getattr(request, "param", {}))
-    try:
-        stack.start_controller()
-        stack.start_worker("w", ["fake"])
-        stack.wait_models(["fake"])
-        stack.start_api()
-        yield stack
-    finally:
-        stack.stop()
-        asyncio.run(cleanup_namespace(stack.namespace))
+    with undispatched_stack(tmp_path, getattr(request, "param", {})) as s:
+        yield s
 
 
 def chat(stack: Stack, content: str, *, stream: bool = False) -> httpx.Response:

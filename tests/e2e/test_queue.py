@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import signal
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import cleanup_namespace
+from tests.e2e.conftest import undispatched_stack
 from tests.e2e.prompts import vicuna
 from tests.fakeworker import expected_text
 from tests.stack import Proc, Stack
@@ -24,17 +23,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def own_stack(services: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    env = getattr(request, "param", {})
-    s = Stack(tmp_path, env_extra=env)
-    try:
-        s.start_controller()
-        s.start_worker("w", ["fake"])
-        s.wait_models(["fake"])
-        s.start_api()
+    with undispatched_stack(tmp_path, getattr(request, "param", {})) as s:
         yield s
-    finally:
-        s.stop()
-        asyncio.run(cleanup_namespace(s.namespace))
 
 
 def wait_log(proc: Proc, text: str, timeout: float = 20.0) -> None:
